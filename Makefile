@@ -1,0 +1,26 @@
+# One command per job; each sets up what it needs on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## test: create .venv, install nncore[test], run the whole test suite
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+## bench: run the benchmark suites (install torch==2.13.0 into .venv first for the PyTorch columns)
+bench: $(STAMP)
+	$(PY) -m pytest bench --benchmark-only --benchmark-columns=median,iqr,rounds --benchmark-group-by=group
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

@@ -1,0 +1,198 @@
+"""Input validation and dispatch shared by every kernel module.
+
+Every public kernel function validates its arguments with these helpers *before* any compiled code runs,
+so that bad input raises a clear ``TypeError`` / ``ValueError`` naming the argument and the offending
+value, and no kernel can ever read or write out of bounds.
+
+Conventions enforced here (see docs/ARCHITECTURE.md):
+
+* floating arrays are float32 or float64, and all floating arguments of one call share one dtype;
+* read-only inputs that are not C-contiguous are copied to a contiguous array (the caller's data is never
+  modified); arrays the kernel *writes* (``out=``, parameters, optimizer state, running statistics) must
+  already be C-contiguous and writeable, since a copy would silently drop the write;
+* an ``out=`` array must have the exact shape and dtype of the result and must not overlap any input.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_ALLOWED = "float32, float64"
+
+# Arrays up to this many elements take the serial variant of a kernel: the OpenMP fork/join of a
+# parallel=True kernel costs a few microseconds, more than the work itself for small arrays.
+PARALLEL_MIN_ELEMENTS = 1 << 15
+
+
+def backend_of(*arrays) -> str:
+    """Return the backend ("cpu") that the given arrays live on.
+
+    NumPy arrays run on the CPU. Device arrays (CuPy, or anything exposing ``__cuda_array_interface__``)
+    are the GPU path's job; until that path dispatches them, they are rejected with a clear error rather
+    than silently copied to the host.
+    """
+    for a in arrays:
+        if a is None or isinstance(a, np.ndarray):
+            continue
+        if hasattr(a, "__cuda_array_interface__"):
+            raise TypeError(
+                f"got a device array ({type(a).__module__}.{type(a).__name__}); this build of kernels "
+                "dispatches NumPy arrays to the CPU only"
+            )
+    return "cpu"
+
+
+def as_float_array(name: str, a, *, ndim=None, min_ndim=None, dtype=None) -> np.ndarray:
+    """Validate a read-only floating input and return it C-contiguous (copying only if needed)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} has dtype {a.dtype}; allowed dtypes: {_ALLOWED}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {a.dtype} but the other floating arguments are {np.dtype(dtype)}; "
+            "mixing dtypes is not allowed (cast explicitly)"
+        )
+    _check_ndim(name, a, ndim, min_ndim)
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    return a
+
+
+def writable_float_array(name: str, a, *, shape=None, dtype=None) -> np.ndarray:
+    """Validate a floating array the kernel writes into: exact shape/dtype, C-contiguous, writeable."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} has dtype {a.dtype}; allowed dtypes: {_ALLOWED}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name} has dtype {a.dtype}, expected {np.dtype(dtype)} (no dtype mixing)")
+    if shape is not None and a.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous because the kernel writes into it (strides {a.strides})")
+    if not a.flags.writeable:
+        raise ValueError(f"{name} is read-only but the kernel writes into it")
+    return a
+
+
+def out_array(name: str, out, shape, dtype, inputs=()) -> np.ndarray:
+    """Return ``out`` validated against (shape, dtype), or a fresh array if ``out`` is None.
+
+    ``inputs`` are the arrays the kernel reads; an ``out`` overlapping any of them is rejected because
+    the kernel would read values it has already overwritten.
+    """
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    out = writable_float_array(name, out, shape=shape, dtype=dtype)
+    for a in inputs:
+        if a is not None and np.may_share_memory(out, a):
+            raise ValueError(f"{name} overlaps an input array; pass a separate output buffer")
+    return out
+
+
+def common_float_dtype(**arrays) -> np.dtype:
+    """Check that every non-None floating argument has one dtype (float32 or float64) and return it."""
+    dtype = None
+    first = None
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+        if a.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} has dtype {a.dtype}; allowed dtypes: {_ALLOWED}")
+        if dtype is None:
+            dtype, first = a.dtype, name
+        elif a.dtype != dtype:
+            raise TypeError(
+                f"{name} has dtype {a.dtype} but {first} has dtype {dtype}; "
+                "floating arguments must share one dtype (cast explicitly)"
+            )
+    if dtype is None:
+        raise TypeError("no floating array argument given")
+    return dtype
+
+
+def as_index_array(name: str, a, *, length=None) -> np.ndarray:
+    """Validate an integer index array (any integer dtype) and return it as contiguous int64."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name} has dtype {a.dtype}; class indices must have an integer dtype")
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+    if length is not None and a.shape[0] != length:
+        raise ValueError(f"{name} has length {a.shape[0]}, expected {length} (one label per row)")
+    if a.dtype == np.uint64 and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        bad = int(np.argmax(a > np.iinfo(np.int64).max))
+        raise ValueError(f"{name}[{bad}] = {int(a[bad])} does not fit in int64")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def check_labels(name: str, target: np.ndarray, num_classes: int, ignore_index: int | None = None) -> None:
+    """Raise ValueError naming the first label outside [0, num_classes) that is not ``ignore_index``."""
+    bad = (target < 0) | (target >= num_classes)
+    if ignore_index is not None:
+        bad &= target != ignore_index
+    if bad.any():
+        i = int(np.argmax(bad))
+        extra = f" and is not ignore_index={ignore_index}" if ignore_index is not None else ""
+        raise ValueError(
+            f"{name}[{i}] = {int(target[i])} is outside the valid class range [0, {num_classes}){extra}"
+        )
+
+
+def check_real(name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
+    """Validate a real scalar argument against an interval and return it as a Python float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if v != v:
+        raise ValueError(f"{name} must not be NaN")
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name} = {value} is out of range: must be {'>' if low_open else '>='} {low}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{name} = {value} is out of range: must be {'<' if high_open else '<='} {high}")
+    return v
+
+
+def check_int(name: str, value, *, low=None, high=None) -> int:
+    """Validate an integer scalar argument (Python or NumPy integer) and return it as int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    v = int(value)
+    if low is not None and v < low:
+        raise ValueError(f"{name} = {v} is out of range: must be >= {low}")
+    if high is not None and v > high:
+        raise ValueError(f"{name} = {v} is out of range: must be <= {high}")
+    return v
+
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_reduction(reduction) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction = {reduction!r} is not one of {REDUCTIONS}")
+    return reduction
+
+
+def check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{name_b} has shape {b.shape} but {name_a} has shape {a.shape}; they must match")
+
+
+# LLVM fast-math flags for the compiled loops: reassociation lets sums vectorise, contraction allows FMA.
+# Deliberately NOT 'nnan'/'ninf': NaN and Inf inputs must propagate as IEEE arithmetic says, so tests can
+# pin down what non-finite input does. The order of a vectorised sum is fixed at compile time, so results
+# stay bitwise reproducible from run to run and at every thread count.
+FASTMATH = frozenset({"reassoc", "contract", "nsz", "arcp"})
+
+# Reductions over rows (bias gradient, BatchNorm statistics, the mean of a loss) split the rows into
+# blocks of this fixed size, reduce each block (blocks in parallel), then add the block partials in order.
+# The blocking does not depend on the thread count, so the result is bitwise the same at 1 or 2 threads.
+REDUCE_BLOCK_ROWS = 64
