@@ -190,7 +190,7 @@ def check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> 
 # Deliberately NOT 'nnan'/'ninf': NaN and Inf inputs must propagate as IEEE arithmetic says, so tests can
 # pin down what non-finite input does. The order of a vectorised sum is fixed at compile time, so results
 # stay bitwise reproducible from run to run and at every thread count.
-FASTMATH = frozenset({"reassoc", "contract", "nsz", "arcp"})
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}  # a set: Numba rejects frozenset
 
 # Reductions over rows (bias gradient, BatchNorm statistics, the mean of a loss) split the rows into
 # blocks of this fixed size, reduce each block (blocks in parallel), then add the block partials in order.

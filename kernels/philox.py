@@ -1,0 +1,53 @@
+"""Philox4x32-10: the counter-based random generator behind dropout.
+
+Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3" (SC 2011), the variant
+cuRAND and PyTorch's CUDA generator use. A counter of four 32-bit words and a key of two 32-bit words
+map to four 32-bit output words through ten rounds of
+
+    (c0, c1, c2, c3) <- (hi(M1 c2) ^ c1 ^ k0,  lo(M1 c2),  hi(M0 c0) ^ c3 ^ k1,  lo(M0 c0))
+    (k0, k1)         <- (k0 + W0, k1 + W1) mod 2^32          (between rounds: the Weyl key schedule)
+
+with M0 = 0xD2511F53, M1 = 0xCD9E8D57, W0 = 0x9E3779B9 (golden ratio), W1 = 0xBB67AE85 (sqrt 3 - 1),
+and hi/lo the upper/lower 32 bits of the 64-bit product. Being a pure function of (counter, key), any
+element's random word can be computed by any thread in any order: no state, no sequential stream.
+
+The helpers are scalar-only @njit functions (no arrays) so the same code can be called from numba.cuda
+kernels. Words travel as uint64 holding values below 2^32: a 32x32->64 multiply is then one uint64
+multiply (which LLVM lowers to vpmuludq, four lanes per AVX2 register), and Numba's integer typing
+never has to mix signed and unsigned types (which it would promote to float64).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+M0 = np.uint64(0xD2511F53)
+M1 = np.uint64(0xCD9E8D57)
+W0 = np.uint64(0x9E3779B9)
+W1 = np.uint64(0xBB67AE85)
+MASK32 = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(32)
+
+
+@njit(cache=True, inline="always")
+def philox_round(c0, c1, c2, c3, k0, k1):
+    """One Philox4x32 round on uint64 words < 2^32; returns the new four counter words."""
+    p0 = M0 * c0
+    p1 = M1 * c2
+    return (p1 >> _SHIFT) ^ c1 ^ k0, p1 & MASK32, (p0 >> _SHIFT) ^ c3 ^ k1, p0 & MASK32
+
+
+@njit(cache=True, inline="always")
+def philox4x32_10(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 of counter (c0, c1, c2, c3) under key (k0, k1), all uint64 words < 2^32.
+
+    Returns the four output words as uint64 values < 2^32. The fixed-count round loop is fully
+    unrolled by LLVM, so inlined into a loop over counters this is straight-line code that vectorises
+    across counters; the key schedule does not depend on the counter and is hoisted out of such a loop.
+    """
+    for _ in range(9):
+        c0, c1, c2, c3 = philox_round(c0, c1, c2, c3, k0, k1)
+        k0 = (k0 + W0) & MASK32
+        k1 = (k1 + W1) & MASK32
+    return philox_round(c0, c1, c2, c3, k0, k1)

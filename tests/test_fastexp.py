@@ -1,0 +1,65 @@
+"""The float32 polynomial exp against the correctly rounded exp, over its whole range and at its edges."""
+
+import math
+
+import numpy as np
+import pytest
+from numba import njit
+
+from kernels._fastexp import exp_f32, fast_exp
+from kernels._util import FASTMATH
+
+
+@njit(fastmath=FASTMATH)
+def _map_fast_exp(x, out):
+    for i in range(x.size):
+        out[i] = fast_exp(x[i])
+
+
+def _apply(x):
+    out = np.empty_like(x)
+    _map_fast_exp(x, out)
+    return out
+
+
+def test_exp_f32_within_one_ulp_over_its_range(rng):
+    # a dense sweep plus fresh random points, all inside [ln FLT_MIN, 127.5 ln 2]
+    x = np.concatenate([np.linspace(-87.33, 88.37, 2_000_001), rng.uniform(-87.33, 88.37, 200_000)])
+    x = x.astype(np.float32)
+    y = _apply(x)
+    assert y.dtype == np.float32
+    exact = np.exp(x.astype(np.float64))
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    err_ulp = np.abs(y.astype(np.float64) - exact) / ulp
+    worst = int(np.argmax(err_ulp))
+    assert err_ulp[worst] <= 1.0, f"{err_ulp[worst]:.2f} ulp at x = {x[worst]!r}"
+
+
+def test_exp_f32_edges():
+    x = np.array([-np.inf, -1e30, -1e4, -88.0, -87.34, 0.0, -0.0, 88.38, 88.8, 1e4, np.inf, np.nan],
+                 dtype=np.float32)
+    y = _apply(x)
+    assert y[:5].tolist() == [0.0] * 5  # flushed to zero below FLT_MIN, no NaN from -inf
+    assert y[5] == 1.0 and y[6] == 1.0
+    assert np.isposinf(y[7:11]).all()
+    assert np.isnan(y[11])
+
+
+def test_float64_uses_full_precision_exp(rng):
+    # float64 goes through libm's exp: bitwise what Python's math.exp (the same libm) returns
+    x = rng.uniform(-700, 700, 10_000)
+    np.testing.assert_array_equal(_apply(x), np.array([math.exp(v) for v in x]))
+
+
+def test_exp_f32_loop_vectorises():
+    # The point of the polynomial: a loop over it must compile to 256-bit AVX lanes when the CPU has them.
+    _apply(np.ones(16, np.float32))
+    sig = [s for s in _map_fast_exp.signatures if s[0].dtype.name == "float32"][0]
+    asm = _map_fast_exp.inspect_asm(sig)
+    if "avx" not in open("/proc/cpuinfo").read():
+        pytest.skip("CPU without AVX")
+    assert "ymm" in asm
+
+
+def test_exp_f32_scalar_callable():
+    assert abs(exp_f32(np.float32(1.0)) - np.e) < 3e-7
