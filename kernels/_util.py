@@ -62,6 +62,13 @@ def as_float_array(name: str, a, *, ndim=None, min_ndim=None, dtype=None) -> np.
     return a
 
 
+def _check_ndim(name, a, ndim, min_ndim):
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if min_ndim is not None and a.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {a.shape}")
+
+
 def writable_float_array(name: str, a, *, shape=None, dtype=None) -> np.ndarray:
     """Validate a floating array the kernel writes into: exact shape/dtype, C-contiguous, writeable."""
     if not isinstance(a, np.ndarray):
