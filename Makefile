@@ -4,19 +4,23 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test bench clean
+.PHONY: venv test demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,data]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-## test: create .venv, install nncore[test], run the whole test suite
+## test: create .venv, install nncore[test,data], run the whole test suite
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+## demo: create .venv, install nncore, train an MLP on the digits data set with the kernels
+demo: $(STAMP)
+	$(PY) examples/train_digits.py
 
 ## bench: run the benchmark suites (install torch==2.13.0 into .venv first for the PyTorch columns)
 bench: $(STAMP)
