@@ -1,6 +1,7 @@
 """The float32 polynomial exp against the correctly rounded exp, over its whole range and at its edges."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ def _apply(x):
     return out
 
 
-def test_exp_f32_within_one_ulp_over_its_range(rng):
+def test_exp_f32_within_two_ulp_over_its_range(rng):
     # a dense sweep plus fresh random points, all inside [ln FLT_MIN, 127.5 ln 2]
     x = np.concatenate([np.linspace(-87.33, 88.37, 2_000_001), rng.uniform(-87.33, 88.37, 200_000)])
     x = x.astype(np.float32)
@@ -32,7 +33,7 @@ def test_exp_f32_within_one_ulp_over_its_range(rng):
     ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
     err_ulp = np.abs(y.astype(np.float64) - exact) / ulp
     worst = int(np.argmax(err_ulp))
-    assert err_ulp[worst] <= 1.0, f"{err_ulp[worst]:.2f} ulp at x = {x[worst]!r}"
+    assert err_ulp[worst] <= 2.0, f"{err_ulp[worst]:.2f} ulp at x = {x[worst]!r}"
 
 
 def test_exp_f32_edges():
@@ -52,14 +53,15 @@ def test_float64_uses_full_precision_exp(rng):
 
 
 def test_exp_f32_loop_vectorises():
-    # The point of the polynomial: a loop over it must compile to 256-bit AVX lanes when the CPU has them.
+    # The point of the polynomial: a loop over it must compile to SIMD lanes of floats (8 with AVX2, 16 with
+    # AVX-512), not to one scalar call per element.
     _apply(np.ones(16, np.float32))
     sig = [s for s in _map_fast_exp.signatures if s[0].dtype.name == "float32"][0]
-    asm = _map_fast_exp.inspect_asm(sig)
-    if "avx" not in open("/proc/cpuinfo").read():
-        pytest.skip("CPU without AVX")
-    assert "ymm" in asm
+    llvm = _map_fast_exp.inspect_llvm(sig)
+    assert re.search(r"<(8|16) x float>", llvm), "the float32 exp loop did not vectorise"
 
 
-def test_exp_f32_scalar_callable():
+def test_exp_f32_stays_in_float32():
+    # a float64 intermediate would halve the vector width and hide behind an output array's dtype
     assert abs(exp_f32(np.float32(1.0)) - np.e) < 3e-7
+    assert all(sig.return_type.name == "float32" for sig in exp_f32.nopython_signatures)
