@@ -1,0 +1,210 @@
+"""Inverted dropout with a counter-based mask (Philox4x32-10), regenerated in backward, never stored.
+
+Forward and backward (Srivastava et al. 2014, "inverted" scaling as in torch.nn.functional.dropout):
+
+    y_i  = x_i  * m_i / (1 - p)        m_i in {0, 1}, P(m_i = 1) = 1 - p
+    dx_i = dy_i * m_i / (1 - p)
+
+x has any shape and is read as a flat C-order vector of n elements. The mask is a pure function of
+(seed, counter, i), fixed by kernels.reference.philox_words / dropout_threshold:
+
+    word_i = Philox4x32-10(ctr = (lo32(i // 4), hi32(i // 4), lo32(counter), hi32(counter)),
+                           key = (lo32(seed), hi32(seed)))[i % 4]
+    m_i    = word_i >= floor(p * 2^32)
+
+so every element's keep decision is independent of how the work is split across threads (CPU and GPU
+give bitwise the same mask), and backward recomputes the mask from (seed, counter) instead of keeping
+n bytes alive between the passes. The caller advances ``counter`` once per call (one per layer per
+step) so successive masks are independent. The scale 1 / (1 - p) is computed in float64 and rounded to
+the array dtype once, so y_i = x_i * scale is one multiply.
+
+Non-finite input: a kept NaN/Inf propagates (times the scale); a dropped element is 0 whatever x_i is.
+This is a select, as in the oracle; torch.nn.functional.dropout multiplies by the mask instead, so it
+turns a dropped NaN/Inf into NaN. A dropped unit contributes nothing downstream here, which is also what
+dropout is meant to do.
+
+Kernel layout: Philox yields four words per counter, and element i takes word i % 4, so a loop that
+wrote the four words straight to y[4b + lane] would need interleaved stores, which LLVM refuses to
+vectorise together with Philox's 64-bit multiplies. Each group of GROUP_BLOCKS counters is therefore
+computed in three loops that each vectorise: Philox over counters into four word planes (structure
+of arrays), the planes interleaved into element order, then the select/scale over contiguous x and y.
+The scratch (48 KiB per group) stays in L2; prange runs over tasks of whole groups.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._util import (
+    FASTMATH,
+    PARALLEL_MIN_ELEMENTS,
+    as_float_array,
+    backend_of,
+    check_int,
+    check_real,
+    out_array,
+)
+from .philox import MASK32, SHIFT32, philox4x32_10
+
+GROUP_BLOCKS = 1024  # Philox counters per group: 4096 elements
+GROUP_ELEMS = 4 * GROUP_BLOCKS
+GROUPS_PER_TASK = 16  # groups per parallel task; the scratch is allocated once per task
+
+_U64_MAX = (1 << 64) - 1
+
+
+# --------------------------------------------------------------------------------------------------
+# CPU kernels
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _group_words(planes, words, block0, nblocks, c2, c3, k0, k1):
+    """words[4 j + lane] = Philox word ``lane`` of counter block0 + j, for j < nblocks (uint32)."""
+    for j in range(nblocks):
+        b = np.uint64(block0 + j)
+        w0, w1, w2, w3 = philox4x32_10(b & MASK32, b >> SHIFT32, c2, c3, k0, k1)
+        planes[0, j] = w0
+        planes[1, j] = w1
+        planes[2, j] = w2
+        planes[3, j] = w3
+    for j in range(nblocks):
+        words[4 * j] = np.uint32(planes[0, j])
+        words[4 * j + 1] = np.uint32(planes[1, j])
+        words[4 * j + 2] = np.uint32(planes[2, j])
+        words[4 * j + 3] = np.uint32(planes[3, j])
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _select_scale(x, y, words, threshold, scale):
+    # x, y are views starting at 0 so the index is provably non-negative (no gather/scatter code).
+    zero = x.dtype.type(0)
+    for i in range(x.size):
+        y[i] = x[i] * scale if words[i] >= threshold else zero
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _select_mask(m, words, threshold):
+    for i in range(m.size):
+        m[i] = words[i] >= threshold
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dropout_groups(x, y, g0, g1, threshold, scale, k0, k1, c2, c3):
+    """y = x * mask * scale over groups [g0, g1) of the flat arrays (race-free: disjoint slices)."""
+    planes = np.empty((4, GROUP_BLOCKS), dtype=np.uint64)
+    words = np.empty(GROUP_ELEMS, dtype=np.uint32)
+    n = x.size
+    for g in range(g0, g1):
+        i0 = g * GROUP_ELEMS
+        i1 = min(n, i0 + GROUP_ELEMS)
+        _group_words(planes, words, g * GROUP_BLOCKS, (i1 - i0 + 3) // 4, c2, c3, k0, k1)
+        _select_scale(x[i0:i1], y[i0:i1], words, threshold, scale)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _mask_groups(m, g0, g1, threshold, k0, k1, c2, c3):
+    planes = np.empty((4, GROUP_BLOCKS), dtype=np.uint64)
+    words = np.empty(GROUP_ELEMS, dtype=np.uint32)
+    n = m.size
+    for g in range(g0, g1):
+        i0 = g * GROUP_ELEMS
+        i1 = min(n, i0 + GROUP_ELEMS)
+        _group_words(planes, words, g * GROUP_BLOCKS, (i1 - i0 + 3) // 4, c2, c3, k0, k1)
+        _select_mask(m[i0:i1], words, threshold)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dropout_serial(x, y, threshold, scale, k0, k1, c2, c3):
+    _dropout_groups(x, y, 0, (x.size + GROUP_ELEMS - 1) // GROUP_ELEMS, threshold, scale, k0, k1, c2, c3)
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def _dropout_parallel(x, y, threshold, scale, k0, k1, c2, c3):
+    # Each task owns whole groups, i.e. disjoint element ranges; the mask depends only on the element
+    # index, so the split (and the thread count) cannot change the result.
+    ngroups = (x.size + GROUP_ELEMS - 1) // GROUP_ELEMS
+    ntasks = (ngroups + GROUPS_PER_TASK - 1) // GROUPS_PER_TASK
+    for t in prange(ntasks):
+        g0 = t * GROUPS_PER_TASK
+        _dropout_groups(x, y, g0, min(ngroups, g0 + GROUPS_PER_TASK), threshold, scale, k0, k1, c2, c3)
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def _mask_parallel(m, threshold, k0, k1, c2, c3):
+    ngroups = (m.size + GROUP_ELEMS - 1) // GROUP_ELEMS
+    ntasks = (ngroups + GROUPS_PER_TASK - 1) // GROUPS_PER_TASK
+    for t in prange(ntasks):
+        g0 = t * GROUPS_PER_TASK
+        _mask_groups(m, g0, min(ngroups, g0 + GROUPS_PER_TASK), threshold, k0, k1, c2, c3)
+
+
+# --------------------------------------------------------------------------------------------------
+# public functions
+
+
+def _check_p_seed_counter(p, seed, counter):
+    p = check_real("p", p, low=0.0, high=1.0, high_open=True)
+    seed = check_int("seed", seed, low=0, high=_U64_MAX)
+    counter = check_int("counter", counter, low=0, high=_U64_MAX)
+    return p, seed, counter
+
+
+def _philox_args(p, seed, counter):
+    """(threshold, k0, k1, c2, c3) as the NumPy unsigned scalars the kernels take."""
+    # p < 1 so floor(p * 2^32) <= 2^32 - 1 fits a uint32 word.
+    threshold = np.uint32(math.floor(p * 2.0**32))
+    u64 = np.uint64
+    return (threshold, u64(seed & 0xFFFFFFFF), u64(seed >> 32), u64(counter & 0xFFFFFFFF), u64(counter >> 32))
+
+
+def _dropout(name, x, p, seed, counter, out):
+    backend_of(x, out)
+    x = as_float_array(name, x)
+    p, seed, counter = _check_p_seed_counter(p, seed, counter)
+    y = out_array("out", out, x.shape, x.dtype, inputs=(x,))
+    if p == 0.0:
+        np.copyto(y, x)
+        return y
+    threshold, k0, k1, c2, c3 = _philox_args(p, seed, counter)
+    scale = x.dtype.type(1.0 / (1.0 - p))
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    kernel = _dropout_parallel if x.size >= PARALLEL_MIN_ELEMENTS else _dropout_serial
+    kernel(xf, yf, threshold, scale, k0, k1, c2, c3)
+    return y
+
+
+def dropout_forward(x, p, seed, counter, *, out=None):
+    """Inverted dropout in training mode: y = x * mask / (1 - p), mask from (seed, counter).
+
+    x: float32/float64 array of any shape (non-contiguous input is copied). p: drop probability, a real
+    in [0, 1) (p == 0 returns a copy of x). seed, counter: integers in [0, 2^64); use a new counter for
+    every call that needs a fresh mask and the same (seed, counter) in the matching backward. out: an
+    optional C-contiguous array of x's shape and dtype, not overlapping x. Returns y.
+    """
+    return _dropout("x", x, p, seed, counter, out)
+
+
+def dropout_backward(dy, p, seed, counter, *, out=None):
+    """dx = dy * mask / (1 - p) with the mask regenerated from the forward call's (p, seed, counter)."""
+    return _dropout("dy", dy, p, seed, counter, out)
+
+
+def dropout_mask(shape, p, seed, counter):
+    """The keep mask (bool array of ``shape``) that dropout_forward uses for (p, seed, counter)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, tuple):
+        raise TypeError(f"shape must be a tuple of integers, got {type(shape).__name__}")
+    shape = tuple(check_int(f"shape[{i}]", d, low=0) for i, d in enumerate(shape))
+    p, seed, counter = _check_p_seed_counter(p, seed, counter)
+    m = np.empty(shape, dtype=np.bool_)
+    mf = m.reshape(-1)
+    threshold, k0, k1, c2, c3 = _philox_args(p, seed, counter)
+    if mf.size >= PARALLEL_MIN_ELEMENTS:
+        _mask_parallel(mf, threshold, k0, k1, c2, c3)
+    else:
+        _mask_groups(mf, 0, (mf.size + GROUP_ELEMS - 1) // GROUP_ELEMS, threshold, k0, k1, c2, c3)
+    return m
