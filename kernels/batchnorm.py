@@ -1,0 +1,410 @@
+"""Batch normalisation over the rows of a 2-D batch (torch.nn.BatchNorm1d semantics on x of shape (N, C)).
+
+Forward, for every column (channel) c, with the batch statistics in training mode:
+
+    mean_c   = 1/N sum_i x_ic
+    var_c    = 1/N sum_i (x_ic - mean_c)^2                  (biased: used to normalise)
+    invstd_c = 1 / sqrt(var_c + eps)
+    xhat_ic  = (x_ic - mean_c) * invstd_c
+    y_ic     = gamma_c * xhat_ic + beta_c
+
+and the running estimates are updated in place (momentum m, as torch):
+
+    running_mean = (1 - m) * running_mean + m * mean
+    running_var  = (1 - m) * running_var  + m * var * N / (N - 1)      (unbiased)
+
+In eval mode the running estimates replace the batch statistics. Without running estimates
+(track_running_stats=False) eval mode normalises with the batch statistics, as torch does.
+
+Backward in training mode, through the batch statistics (g = gamma, or 1 without affine):
+
+    dbeta_c  = sum_i dy_ic
+    dgamma_c = sum_i dy_ic * xhat_ic
+    dx_ic    = g_c * invstd_c * (dy_ic - dbeta_c / N - xhat_ic * dgamma_c / N)
+
+Shapes: x, y, dy, dx (N, C); gamma, beta, running_mean, running_var, mean, invstd, dgamma, dbeta (C,).
+Source: Ioffe & Szegedy, "Batch Normalization" (2015); the torch.nn.BatchNorm1d / F.batch_norm API.
+
+Numerics. The statistics come from one pass over x that sums d = x - shift and d^2 per column, with the
+first row as the per-column shift, accumulated in float64 for both dtypes; then
+mean = shift + S1/N and var = (S2 - S1^2/N)/N. Shifting avoids the catastrophic cancellation of the
+textbook sum-of-squares formula when |mean| >> std: the cancellation left is bounded by
+(shift - mean)^2 / var <= N, so the relative error of var stays within about N float64 ulps.
+The elementwise passes compute x - mean in float64 as well, so a float32 y or dx keeps float32 accuracy
+even when x sits far from zero. The saved mean and invstd are returned in x's dtype (as torch does).
+
+Parallelism and determinism: the rows are cut into fixed blocks of REDUCE_BLOCK_ROWS rows; each block
+writes its own row of a float64 partial-sum array, the blocks run in parallel (prange), and the block
+partials are then added serially in block order.
+The cut does not depend on the thread count, so results are bitwise the same at any number of threads.
+Every inner loop runs along C, contiguous in memory, so it vectorises.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from kernels._util import (
+    FASTMATH,
+    PARALLEL_MIN_ELEMENTS,
+    REDUCE_BLOCK_ROWS,
+    as_float_array,
+    backend_of,
+    check_real,
+    common_float_dtype,
+    out_array,
+    writable_float_array,
+)
+
+# ----------------------------------------------------------------------------------------------------
+# CPU kernels. Task b handles rows [b * REDUCE_BLOCK_ROWS, (b + 1) * REDUCE_BLOCK_ROWS) and writes only
+# its own rows of the outputs. A task streams whole rows: cutting the columns into chunks as well measured
+# 3-5x slower here (each chunk of a block starts a new 4 KiB page per row; the prefetchers lose track).
+# Inner loops index from 0 over a row view so LLVM sees non-negative indices and vectorises them.
+#
+# On wide rows (C >= _WIDE) the per-column float64 state (partial sums, or mean/scale/shift) no longer
+# fits in L1, and re-reading and re-writing it for every row costs more than streaming x itself, so the
+# tasks sweep _SWEEP rows per pass over the columns and touch that state once per sweep. Narrow rows keep
+# the one-row loop: there the state is L1-resident and the 4 short interleaved row streams measured slower.
+_WIDE = 1024
+_SWEEP = 4
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _shifted_sums_task(x, shift, s1, s2, b):
+    """Block partials of sum(x - shift) and sum((x - shift)^2) over block b's rows, in float64."""
+    r0 = b * REDUCE_BLOCK_ROWS
+    r1 = min(r0 + REDUCE_BLOCK_ROWS, x.shape[0])
+    p1 = s1[b]
+    p2 = s2[b]
+    p1[:] = 0.0
+    p2[:] = 0.0
+    i = r0
+    if x.shape[1] >= _WIDE:
+        while i + _SWEEP <= r1:
+            xs = x[i:i + _SWEEP]
+            for k in range(xs.shape[1]):
+                t1 = p1[k]
+                t2 = p2[k]
+                for j in range(_SWEEP):
+                    d = np.float64(xs[j, k]) - shift[k]
+                    t1 += d
+                    t2 += d * d
+                p1[k] = t1
+                p2[k] = t2
+            i += _SWEEP
+    for i in range(i, r1):
+        xi = x[i]
+        for k in range(xi.shape[0]):
+            d = np.float64(xi[k]) - shift[k]
+            p1[k] += d
+            p2[k] += d * d
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _shifted_sums_serial(x, shift, s1, s2):
+    for b in range(s1.shape[0]):
+        _shifted_sums_task(x, shift, s1, s2, b)
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def _shifted_sums_parallel(x, shift, s1, s2):
+    # Race-free: task b writes only row b of s1 and s2.
+    for b in prange(s1.shape[0]):
+        _shifted_sums_task(x, shift, s1, s2, b)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _sum_blocks(s1, s2):
+    """Column totals of the block partials, added in block order (fixed, thread-independent)."""
+    nb, c = s1.shape
+    t1 = s1[0].copy()
+    t2 = s2[0].copy()
+    for b in range(1, nb):
+        for k in range(c):
+            t1[k] += s1[b, k]
+            t2[k] += s2[b, k]
+    return t1, t2
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _finish_stats(s1, s2, shift, n, mean, var):
+    """Float64 mean and biased var from the block partials of the shifted sums."""
+    t1, t2 = _sum_blocks(s1, s2)
+    inv_n = 1.0 / n
+    for k in range(t1.shape[0]):
+        m1 = t1[k] * inv_n
+        v = (t2[k] - t1[k] * m1) * inv_n
+        # S2 >= S1^2/N exactly; rounding can push a constant column a hair below 0 (NaN stays NaN).
+        if v < 0.0:
+            v = 0.0
+        mean[k] = shift[k] + m1
+        var[k] = v
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _affine_task(x, mean, scale, beta, y, b):
+    """y = (x - mean) * scale + beta with float64 arithmetic, rounded once to y's dtype."""
+    r0 = b * REDUCE_BLOCK_ROWS
+    r1 = min(r0 + REDUCE_BLOCK_ROWS, x.shape[0])
+    i = r0
+    if x.shape[1] >= _WIDE:
+        while i + _SWEEP <= r1:
+            xs = x[i:i + _SWEEP]
+            ys = y[i:i + _SWEEP]
+            for k in range(xs.shape[1]):
+                m = mean[k]
+                sc = scale[k]
+                be = beta[k]
+                for j in range(_SWEEP):
+                    ys[j, k] = (np.float64(xs[j, k]) - m) * sc + be
+            i += _SWEEP
+    for i in range(i, r1):
+        xi = x[i]
+        yi = y[i]
+        for k in range(xi.shape[0]):
+            yi[k] = (np.float64(xi[k]) - mean[k]) * scale[k] + beta[k]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _affine_serial(x, mean, scale, beta, y):
+    nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
+    for b in range(nb):
+        _affine_task(x, mean, scale, beta, y, b)
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def _affine_parallel(x, mean, scale, beta, y):
+    # Race-free: tasks write disjoint row blocks of y.
+    nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
+    for b in prange(nb):
+        _affine_task(x, mean, scale, beta, y, b)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _grad_sums_task(dy, x, mean, s1, s2, b):
+    """Block partials of sum(dy) and sum(dy * (x - mean)) over block b's rows, in float64."""
+    r0 = b * REDUCE_BLOCK_ROWS
+    r1 = min(r0 + REDUCE_BLOCK_ROWS, x.shape[0])
+    p1 = s1[b]
+    p2 = s2[b]
+    p1[:] = 0.0
+    p2[:] = 0.0
+    i = r0
+    if x.shape[1] >= _WIDE:
+        while i + _SWEEP <= r1:
+            gs = dy[i:i + _SWEEP]
+            xs = x[i:i + _SWEEP]
+            for k in range(xs.shape[1]):
+                t1 = p1[k]
+                t2 = p2[k]
+                for j in range(_SWEEP):
+                    g = np.float64(gs[j, k])
+                    t1 += g
+                    t2 += g * (np.float64(xs[j, k]) - mean[k])
+                p1[k] = t1
+                p2[k] = t2
+            i += _SWEEP
+    for i in range(i, r1):
+        dyi = dy[i]
+        xi = x[i]
+        for k in range(xi.shape[0]):
+            g = np.float64(dyi[k])
+            p1[k] += g
+            p2[k] += g * (np.float64(xi[k]) - mean[k])
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _grad_sums_serial(dy, x, mean, s1, s2):
+    for b in range(s1.shape[0]):
+        _grad_sums_task(dy, x, mean, s1, s2, b)
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def _grad_sums_parallel(dy, x, mean, s1, s2):
+    # Race-free: task b writes only row b of s1 and s2.
+    for b in prange(s1.shape[0]):
+        _grad_sums_task(dy, x, mean, s1, s2, b)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _grad_x_task(dy, x, mean, a, b0, b1, dx, b):
+    """dx = a * dy - b0 - (x - mean) * b1, the column coefficients folded in float64."""
+    r0 = b * REDUCE_BLOCK_ROWS
+    r1 = min(r0 + REDUCE_BLOCK_ROWS, x.shape[0])
+    i = r0
+    if x.shape[1] >= _WIDE:
+        while i + _SWEEP <= r1:
+            gs = dy[i:i + _SWEEP]
+            xs = x[i:i + _SWEEP]
+            ds = dx[i:i + _SWEEP]
+            for k in range(xs.shape[1]):
+                m = mean[k]
+                ak = a[k]
+                c0 = b0[k]
+                c1 = b1[k]
+                for j in range(_SWEEP):
+                    ds[j, k] = ak * np.float64(gs[j, k]) - c0 - (np.float64(xs[j, k]) - m) * c1
+            i += _SWEEP
+    for i in range(i, r1):
+        dyi = dy[i]
+        xi = x[i]
+        dxi = dx[i]
+        for k in range(xi.shape[0]):
+            dxi[k] = a[k] * np.float64(dyi[k]) - b0[k] - (np.float64(xi[k]) - mean[k]) * b1[k]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _grad_x_serial(dy, x, mean, a, b0, b1, dx):
+    nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
+    for b in range(nb):
+        _grad_x_task(dy, x, mean, a, b0, b1, dx, b)
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def _grad_x_parallel(dy, x, mean, a, b0, b1, dx):
+    # Race-free: tasks write disjoint row blocks of dx.
+    nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
+    for b in prange(nb):
+        _grad_x_task(dy, x, mean, a, b0, b1, dx, b)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public functions.
+
+
+def _num_blocks(n):
+    return max(1, (n + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS)
+
+
+def _batch_stats(x):
+    """Float64 (mean, biased var) of the columns of x (N >= 1)."""
+    n, c = x.shape
+    nb = _num_blocks(n)
+    shift = x[0].astype(np.float64)
+    s1 = np.empty((nb, c), dtype=np.float64)
+    s2 = np.empty((nb, c), dtype=np.float64)
+    if x.size >= PARALLEL_MIN_ELEMENTS:
+        _shifted_sums_parallel(x, shift, s1, s2)
+    else:
+        _shifted_sums_serial(x, shift, s1, s2)
+    mean = np.empty(c, dtype=np.float64)
+    var = np.empty(c, dtype=np.float64)
+    _finish_stats(s1, s2, shift, n, mean, var)
+    return mean, var
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, training, momentum=0.1, eps=1e-5,
+                      out=None):
+    """BatchNorm1d forward on x of shape (N, C). Returns (y, mean, invstd), all in x's dtype.
+
+    training=True normalises with the batch mean and biased variance and, when running_mean and
+    running_var are given, updates them IN PLACE with momentum (unbiased variance into running_var).
+    training=False normalises with running_mean / running_var, or with the batch statistics when both are
+    None (track_running_stats=False). mean and invstd are the statistics actually used; pass them to
+    batchnorm_backward. gamma and beta may be None (affine=False).
+
+    Raises TypeError for non-arrays, dtypes other than float32/float64 or mixed dtypes, and ValueError for
+    wrong shapes, a training batch of fewer than 2 rows, momentum outside [0, 1], eps <= 0, only one of
+    the running statistics given, or running statistics / out that are not C-contiguous and writeable
+    (out must also have shape (N, C), x's dtype, and not overlap an input).
+    """
+    backend_of(x, gamma, beta, running_mean, running_var, out)
+    dtype = common_float_dtype(x=x, gamma=gamma, beta=beta, running_mean=running_mean,
+                               running_var=running_var)
+    x = as_float_array("x", x, ndim=2, dtype=dtype)
+    n, c = x.shape
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    momentum = check_real("momentum", momentum, low=0.0, high=1.0)
+    eps = check_real("eps", eps, low=0.0, low_open=True)
+    gamma = _param("gamma", gamma, c, dtype)
+    beta = _param("beta", beta, c, dtype)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must both be arrays or both be None; got one of each")
+    if running_mean is not None:
+        running_mean = writable_float_array("running_mean", running_mean, shape=(c,), dtype=dtype)
+        running_var = writable_float_array("running_var", running_var, shape=(c,), dtype=dtype)
+        if np.may_share_memory(running_mean, running_var):
+            raise ValueError("running_mean and running_var overlap; they must be separate buffers")
+    use_batch_stats = training or running_mean is None
+    if use_batch_stats and n < 2:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input of shape {x.shape}")
+    y = out_array("out", out, (n, c), dtype, inputs=(x, gamma, beta, running_mean, running_var))
+
+    if use_batch_stats:
+        mean64, var64 = _batch_stats(x)
+        invstd64 = 1.0 / np.sqrt(var64 + eps)
+        if training and running_mean is not None:
+            running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean64
+            running_var[...] = (1.0 - momentum) * running_var + momentum * (var64 * (n / (n - 1)))
+    else:
+        mean64 = running_mean.astype(np.float64)
+        invstd64 = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+
+    scale64 = invstd64 if gamma is None else invstd64 * gamma
+    beta64 = np.zeros(c) if beta is None else beta.astype(np.float64)
+    if n:
+        if x.size >= PARALLEL_MIN_ELEMENTS:
+            _affine_parallel(x, mean64, scale64, beta64, y)
+        else:
+            _affine_serial(x, mean64, scale64, beta64, y)
+    return y, mean64.astype(dtype), invstd64.astype(dtype)
+
+
+def batchnorm_backward(dy, x, gamma, mean, invstd, *, out=None):
+    """Training-mode BatchNorm1d backward. Returns (dx, dgamma, dbeta), in x's dtype.
+
+    mean and invstd are the statistics returned by batchnorm_forward(training=True). dgamma and dbeta
+    are None when gamma is None (affine=False), as torch returns no parameter gradients then. out, if
+    given, receives dx. One fused pass sums dy and dy * (x - mean) per column; a second writes dx.
+
+    Raises TypeError for non-arrays, dtypes other than float32/float64 or mixed dtypes, and ValueError
+    for shapes that disagree with x (N, C) or a bad out (wrong shape/dtype, not C-contiguous, read-only,
+    overlapping an input).
+    """
+    backend_of(dy, x, gamma, mean, invstd, out)
+    dtype = common_float_dtype(dy=dy, x=x, gamma=gamma, mean=mean, invstd=invstd)
+    x = as_float_array("x", x, ndim=2, dtype=dtype)
+    dy = as_float_array("dy", dy, ndim=2, dtype=dtype)
+    if dy.shape != x.shape:
+        raise ValueError(f"dy has shape {dy.shape} but x has shape {x.shape}; they must match")
+    n, c = x.shape
+    gamma = _param("gamma", gamma, c, dtype)
+    mean = _param("mean", mean, c, dtype, required=True)
+    invstd = _param("invstd", invstd, c, dtype, required=True)
+    dx = out_array("out", out, (n, c), dtype, inputs=(dy, x, gamma, mean, invstd))
+
+    mean64 = mean.astype(np.float64)
+    # zeros: with N == 0 no block runs and the sums must read 0
+    s1 = np.zeros((_num_blocks(n), c), dtype=np.float64)
+    s2 = np.zeros((_num_blocks(n), c), dtype=np.float64)
+    big = x.size >= PARALLEL_MIN_ELEMENTS
+    if n:
+        (_grad_sums_parallel if big else _grad_sums_serial)(dy, x, mean64, s1, s2)
+    sum_dy, sum_dy_xmu = _sum_blocks(s1, s2)
+
+    invstd64 = invstd.astype(np.float64)
+    sum_dy_xhat = sum_dy_xmu * invstd64
+    a = invstd64 if gamma is None else invstd64 * gamma
+    if n:
+        b0 = a * sum_dy / n
+        b1 = a * invstd64 * sum_dy_xhat / n
+        (_grad_x_parallel if big else _grad_x_serial)(dy, x, mean64, a, b0, b1, dx)
+    if gamma is None:
+        return dx, None, None
+    return dx, sum_dy_xhat.astype(dtype), sum_dy.astype(dtype)
+
+
+def _param(name, a, c, dtype, required=False):
+    """A per-column vector of shape (C,), C-contiguous (None allowed unless required)."""
+    if a is None:
+        if required:
+            raise TypeError(f"{name} must be a numpy.ndarray, got NoneType")
+        return None
+    a = as_float_array(name, a, ndim=1, dtype=dtype)
+    if a.shape != (c,):
+        raise ValueError(f"{name} has shape {a.shape}, expected ({c},): one value per column of x")
+    return a
+
