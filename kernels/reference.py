@@ -116,8 +116,10 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, label_smoot
         rows = np.arange(n)
         # per-row loss = (1 - eps) * nll_i + (eps / C) * smooth_i, both zero on ignored rows
         nll = -wt * logp[rows, safe_t]
-        smooth = np.where(valid, -(logp * w).sum(axis=1), 0.0)
-        per = (1.0 - eps) * nll + (eps / c) * smooth
+        per = (1.0 - eps) * nll
+        if eps > 0:
+            # only with smoothing: a masked (-inf) logit would otherwise give 0 * inf = NaN, as torch does not
+            per = per + (eps / c) * np.where(valid, -(logp * w).sum(axis=1), 0.0)
         # torch normalises both terms of "mean" by the summed weight of the non-ignored targets
         loss, scale = _reduce(per, reduction, wt.sum())
         dlogp = np.zeros_like(logp)
