@@ -54,9 +54,10 @@ class FlatMLP:
 
     def backward(self, dlogits, saved, *, p_drop=0.0, seed=0, counter=0):
         x, h, hd, logits = saved
-        dhd, self.dw2[...], self.db2[...] = K.linear_backward(dlogits, hd, self.w2, logits)
+        # weight and bias gradients are written straight into their views of the flat gradient buffer
+        dhd, _, _ = K.linear_backward(dlogits, hd, self.w2, logits, out_dw=self.dw2, out_db=self.db2)
         dh = K.dropout_backward(dhd, p_drop, seed, counter) if p_drop else dhd
-        _, self.dw1[...], self.db1[...] = K.linear_backward(dh, x, self.w1, h, "relu")
+        K.linear_backward(dh, x, self.w1, h, "relu", out_dw=self.dw1, out_db=self.db1)
 
 
 def main(argv=None):

@@ -86,3 +86,18 @@ def test_nncore_device_helpers():
     assert "cpu" in available_devices()
     with pytest.raises(ValueError, match="device = 'tpu'"):
         to_device(a, "tpu")
+
+
+def test_public_api_is_exported():
+    import kernels
+
+    assert sorted(kernels.__all__) == sorted(set(kernels.__all__))
+    for name in kernels.__all__:
+        assert callable(getattr(kernels, name)), name
+    # every op module's public functions are reachable from the package
+    from kernels import dropout, linear, losses, softmax_xent
+
+    for mod in (softmax_xent, losses, dropout, linear):
+        for name in dir(mod):
+            if name.startswith(("softmax", "log_softmax", "nll", "binary", "mse", "l1", "dropout_", "linear_")):
+                assert name in kernels.__all__, f"{mod.__name__}.{name} not exported"
