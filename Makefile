@@ -26,5 +26,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pytest bench --benchmark-only --benchmark-columns=median,iqr,rounds --benchmark-group-by=group
 
+## clean: remove the environment, build outputs and Numba's on-disk kernel cache
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks
+	find kernels nncore -name __pycache__ -type d -prune -exec rm -rf {} +
