@@ -31,21 +31,26 @@ def summarize(data) -> str:
              f"logical CPUs; Python {m.get('python_version', '?')}; run {data.get('datetime', '?')}", ""]
     first = data["benchmarks"][0]["extra_info"] if data["benchmarks"] else {}
     if "copy_GBps" in first:
-        lines += [f"Floors measured in the same run: copy bandwidth {first['copy_GBps']} GB/s "
-                  f"(read + write), threading layer {first.get('threading_layer', '?')}", ""]
+        lines += [f"Floors measured in the same run: copy bandwidth {first['copy_GBps']} GB/s for one NumPy "
+                  f"copy, {first.get('copy_all_cores_GBps', '?')} GB/s with every core copying (read + write "
+                  f"counted); threading layer {first.get('threading_layer', '?')}", ""]
+    blas = next((b["extra_info"]["blas_GFLOPs"] for b in data["benchmarks"] if "blas_GFLOPs" in b["extra_info"]), None)
+    if blas:
+        lines += [f"BLAS rate measured in the same run (float32, 2048^3): {blas} GFLOP/s", ""]
     for group in sorted(groups):
         rows = sorted(groups[group], key=lambda b: b["stats"]["median"])
         torch_t = [b["stats"]["median"] for b in rows if "torch" in b["name"]]
         lines += [f"### {group}", "",
-                  "| benchmark | median | rate | fraction of floor | vs torch |",
-                  "| --- | --- | --- | --- | --- |"]
+                  "| benchmark | median | rate | fraction of floor | of all-cores copy | vs torch |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for b in rows:
             info, t = b["extra_info"], b["stats"]["median"]
             rate = (f"{info['GFLOPs']} GFLOP/s" if "GFLOPs" in info else
                     f"{info['GBps']} GB/s" if "GBps" in info else "")
             frac = info.get("fraction_of_floor", "")
             speed = f"{torch_t[0] / t:.2f}x" if torch_t and "torch" not in b["name"] else ""
-            lines.append(f"| {b['name']} | {_fmt_time(t)} | {rate} | {frac} | {speed} |")
+            frac_all = info.get("fraction_of_all_cores_copy", "")
+            lines.append(f"| {b['name']} | {_fmt_time(t)} | {rate} | {frac} | {frac_all} | {speed} |")
         lines.append("")
     return "\n".join(lines)
 
