@@ -26,15 +26,21 @@ Shapes: x, y, dy, dx (N, C); gamma, beta, running_mean, running_var, mean, invst
 Source: Ioffe & Szegedy, "Batch Normalization" (2015); the torch.nn.BatchNorm1d / F.batch_norm API.
 
 Numerics. The statistics come from one pass over x that sums d = x - shift and d^2 per column, with the
-first row as the per-column shift, accumulated in float64 for both dtypes; then
+mean of the first REDUCE_BLOCK_ROWS rows (rounded to x's dtype) as the per-column shift; then
 mean = shift + S1/N and var = (S2 - S1^2/N)/N. Shifting avoids the catastrophic cancellation of the
-textbook sum-of-squares formula when |mean| >> std: the cancellation left is bounded by
-(shift - mean)^2 / var <= N, so the relative error of var stays within about N float64 ulps.
-The elementwise passes compute x - mean in float64 as well, so a float32 y or dx keeps float32 accuracy
-even when x sits far from zero. The saved mean and invstd are returned in x's dtype (as torch does).
+textbook sum-of-squares formula when |mean| >> std: the cancellation left is (shift - mean)^2 / var, about
+1 / REDUCE_BLOCK_ROWS for exchangeable rows (at most N). The elementwise work runs in x's dtype (a float32
+pass runs at full SIMD width with no conversions); each block sums its REDUCE_BLOCK_ROWS rows in x's
+dtype and the block partials are added in float64, so a float32 sum carries the rounding of a block,
+not N. The forward pass subtracts the float64 mean as a pair mean_hi = mean rounded to x's dtype and
+mean_lo = mean - mean_hi, folding mean_lo into the per-column shift: x - mean_hi is exact when
+|mean| >> std (Sterbenz), so a float32 y keeps float32 accuracy even when x sits far from zero. The
+per-column coefficients are folded in float64 and rounded once to x's dtype. The float64 path is float64
+throughout (mean_lo = 0). The saved mean and invstd are returned in x's dtype (as torch does), and the
+backward pass subtracts that saved mean.
 
 Parallelism and determinism: the rows are cut into fixed blocks of REDUCE_BLOCK_ROWS rows; each block
-writes its own row of a float64 partial-sum array, the blocks run in parallel (prange), and the block
+writes its own row of a partial-sum array (x's dtype), the blocks run in parallel (prange), and the block
 partials are then added serially in block order.
 The cut does not depend on the thread count, so results are bitwise the same at any number of threads.
 Every inner loop runs along C, contiguous in memory, so it vectorises.
@@ -63,17 +69,22 @@ from kernels._util import (
 # 3-5x slower here (each chunk of a block starts a new 4 KiB page per row; the prefetchers lose track).
 # Inner loops index from 0 over a row view so LLVM sees non-negative indices and vectorises them.
 #
-# On wide rows (C >= _WIDE) the per-column float64 state (partial sums, or mean/scale/shift) no longer
+# On wide rows (C >= _WIDE) the per-column state (partial sums, or mean/scale/shift) no longer
 # fits in L1, and re-reading and re-writing it for every row costs more than streaming x itself, so the
 # tasks sweep _SWEEP rows per pass over the columns and touch that state once per sweep. Narrow rows keep
 # the one-row loop: there the state is L1-resident and the 4 short interleaved row streams measured slower.
+#
+# The rows of one sweep lie a multiple of the row stride apart, so on rows of a multiple of 4 KiB they
+# all map to one set of the 8-way L1: grad_x streams 3 arrays and sweeps only _SWEEP_DX = 2 rows
+# (6 lines per set; 4 rows measured 10% slower, 8 rows 15x slower), the other passes 2 arrays x 4 rows.
 _WIDE = 1024
 _SWEEP = 4
+_SWEEP_DX = 2
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _shifted_sums_task(x, shift, s1, s2, b):
-    """Block partials of sum(x - shift) and sum((x - shift)^2) over block b's rows, in float64."""
+    """Block partials of sum(x - shift) and sum((x - shift)^2) over block b's rows, in x's dtype."""
     r0 = b * REDUCE_BLOCK_ROWS
     r1 = min(r0 + REDUCE_BLOCK_ROWS, x.shape[0])
     p1 = s1[b]
@@ -88,7 +99,7 @@ def _shifted_sums_task(x, shift, s1, s2, b):
                 t1 = p1[k]
                 t2 = p2[k]
                 for j in range(_SWEEP):
-                    d = np.float64(xs[j, k]) - shift[k]
+                    d = xs[j, k] - shift[k]
                     t1 += d
                     t2 += d * d
                 p1[k] = t1
@@ -97,7 +108,7 @@ def _shifted_sums_task(x, shift, s1, s2, b):
     for i in range(i, r1):
         xi = x[i]
         for k in range(xi.shape[0]):
-            d = np.float64(xi[k]) - shift[k]
+            d = xi[k] - shift[k]
             p1[k] += d
             p2[k] += d * d
 
@@ -117,14 +128,14 @@ def _shifted_sums_parallel(x, shift, s1, s2):
 
 @njit(cache=True, fastmath=FASTMATH)
 def _sum_blocks(s1, s2):
-    """Column totals of the block partials, added in block order (fixed, thread-independent)."""
+    """Float64 column totals of the block partials, added in block order (fixed, thread-independent)."""
     nb, c = s1.shape
-    t1 = s1[0].copy()
-    t2 = s2[0].copy()
-    for b in range(1, nb):
+    t1 = np.zeros(c, dtype=np.float64)
+    t2 = np.zeros(c, dtype=np.float64)
+    for b in range(nb):
         for k in range(c):
-            t1[k] += s1[b, k]
-            t2[k] += s2[b, k]
+            t1[k] += np.float64(s1[b, k])
+            t2[k] += np.float64(s2[b, k])
     return t1, t2
 
 
@@ -139,13 +150,13 @@ def _finish_stats(s1, s2, shift, n, mean, var):
         # S2 >= S1^2/N exactly; rounding can push a constant column a hair below 0 (NaN stays NaN).
         if v < 0.0:
             v = 0.0
-        mean[k] = shift[k] + m1
+        mean[k] = np.float64(shift[k]) + m1
         var[k] = v
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _affine_task(x, mean, scale, beta, y, b):
-    """y = (x - mean) * scale + beta with float64 arithmetic, rounded once to y's dtype."""
+def _affine_task(x, mean_hi, scale, shift, y, b):
+    """y = (x - mean_hi) * scale + shift, in x's dtype."""
     r0 = b * REDUCE_BLOCK_ROWS
     r1 = min(r0 + REDUCE_BLOCK_ROWS, x.shape[0])
     i = r0
@@ -154,37 +165,37 @@ def _affine_task(x, mean, scale, beta, y, b):
             xs = x[i:i + _SWEEP]
             ys = y[i:i + _SWEEP]
             for k in range(xs.shape[1]):
-                m = mean[k]
+                m = mean_hi[k]
                 sc = scale[k]
-                be = beta[k]
+                sh = shift[k]
                 for j in range(_SWEEP):
-                    ys[j, k] = (np.float64(xs[j, k]) - m) * sc + be
+                    ys[j, k] = (xs[j, k] - m) * sc + sh
             i += _SWEEP
     for i in range(i, r1):
         xi = x[i]
         yi = y[i]
         for k in range(xi.shape[0]):
-            yi[k] = (np.float64(xi[k]) - mean[k]) * scale[k] + beta[k]
+            yi[k] = (xi[k] - mean_hi[k]) * scale[k] + shift[k]
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _affine_serial(x, mean, scale, beta, y):
+def _affine_serial(x, mean_hi, scale, shift, y):
     nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
     for b in range(nb):
-        _affine_task(x, mean, scale, beta, y, b)
+        _affine_task(x, mean_hi, scale, shift, y, b)
 
 
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _affine_parallel(x, mean, scale, beta, y):
+def _affine_parallel(x, mean_hi, scale, shift, y):
     # Race-free: tasks write disjoint row blocks of y.
     nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
     for b in prange(nb):
-        _affine_task(x, mean, scale, beta, y, b)
+        _affine_task(x, mean_hi, scale, shift, y, b)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _grad_sums_task(dy, x, mean, s1, s2, b):
-    """Block partials of sum(dy) and sum(dy * (x - mean)) over block b's rows, in float64."""
+    """Block partials of sum(dy) and sum(dy * (x - mean)) over block b's rows, in x's dtype."""
     r0 = b * REDUCE_BLOCK_ROWS
     r1 = min(r0 + REDUCE_BLOCK_ROWS, x.shape[0])
     p1 = s1[b]
@@ -199,10 +210,11 @@ def _grad_sums_task(dy, x, mean, s1, s2, b):
             for k in range(xs.shape[1]):
                 t1 = p1[k]
                 t2 = p2[k]
+                m = mean[k]
                 for j in range(_SWEEP):
-                    g = np.float64(gs[j, k])
+                    g = gs[j, k]
                     t1 += g
-                    t2 += g * (np.float64(xs[j, k]) - mean[k])
+                    t2 += g * (xs[j, k] - m)
                 p1[k] = t1
                 p2[k] = t2
             i += _SWEEP
@@ -210,9 +222,9 @@ def _grad_sums_task(dy, x, mean, s1, s2, b):
         dyi = dy[i]
         xi = x[i]
         for k in range(xi.shape[0]):
-            g = np.float64(dyi[k])
+            g = dyi[k]
             p1[k] += g
-            p2[k] += g * (np.float64(xi[k]) - mean[k])
+            p2[k] += g * (xi[k] - mean[k])
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -229,45 +241,45 @@ def _grad_sums_parallel(dy, x, mean, s1, s2):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _grad_x_task(dy, x, mean, a, b0, b1, dx, b):
-    """dx = a * dy - b0 - (x - mean) * b1, the column coefficients folded in float64."""
+def _grad_x_task(dy, x, mean, a, b1, c0, dx, b):
+    """dx = a * dy - (x - mean) * b1 - c0, in x's dtype."""
     r0 = b * REDUCE_BLOCK_ROWS
     r1 = min(r0 + REDUCE_BLOCK_ROWS, x.shape[0])
     i = r0
     if x.shape[1] >= _WIDE:
-        while i + _SWEEP <= r1:
-            gs = dy[i:i + _SWEEP]
-            xs = x[i:i + _SWEEP]
-            ds = dx[i:i + _SWEEP]
+        while i + _SWEEP_DX <= r1:
+            gs = dy[i:i + _SWEEP_DX]
+            xs = x[i:i + _SWEEP_DX]
+            ds = dx[i:i + _SWEEP_DX]
             for k in range(xs.shape[1]):
                 m = mean[k]
                 ak = a[k]
-                c0 = b0[k]
-                c1 = b1[k]
-                for j in range(_SWEEP):
-                    ds[j, k] = ak * np.float64(gs[j, k]) - c0 - (np.float64(xs[j, k]) - m) * c1
-            i += _SWEEP
+                bk = b1[k]
+                ck = c0[k]
+                for j in range(_SWEEP_DX):
+                    ds[j, k] = ak * gs[j, k] - (xs[j, k] - m) * bk - ck
+            i += _SWEEP_DX
     for i in range(i, r1):
         dyi = dy[i]
         xi = x[i]
         dxi = dx[i]
         for k in range(xi.shape[0]):
-            dxi[k] = a[k] * np.float64(dyi[k]) - b0[k] - (np.float64(xi[k]) - mean[k]) * b1[k]
+            dxi[k] = a[k] * dyi[k] - (xi[k] - mean[k]) * b1[k] - c0[k]
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _grad_x_serial(dy, x, mean, a, b0, b1, dx):
+def _grad_x_serial(dy, x, mean, a, b1, c0, dx):
     nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
     for b in range(nb):
-        _grad_x_task(dy, x, mean, a, b0, b1, dx, b)
+        _grad_x_task(dy, x, mean, a, b1, c0, dx, b)
 
 
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _grad_x_parallel(dy, x, mean, a, b0, b1, dx):
+def _grad_x_parallel(dy, x, mean, a, b1, c0, dx):
     # Race-free: tasks write disjoint row blocks of dx.
     nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
     for b in prange(nb):
-        _grad_x_task(dy, x, mean, a, b0, b1, dx, b)
+        _grad_x_task(dy, x, mean, a, b1, c0, dx, b)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -282,9 +294,11 @@ def _batch_stats(x):
     """Float64 (mean, biased var) of the columns of x (N >= 1)."""
     n, c = x.shape
     nb = _num_blocks(n)
-    shift = x[0].astype(np.float64)
-    s1 = np.empty((nb, c), dtype=np.float64)
-    s2 = np.empty((nb, c), dtype=np.float64)
+    # The first block's mean, rounded to x's dtype, lies within about std / sqrt(REDUCE_BLOCK_ROWS) of
+    # the batch mean, so x - shift is exact (Sterbenz) when |mean| >> std and the shifted sums cancel little.
+    shift = x[:REDUCE_BLOCK_ROWS].mean(axis=0, dtype=np.float64).astype(x.dtype)
+    s1 = np.empty((nb, c), dtype=x.dtype)
+    s2 = np.empty((nb, c), dtype=x.dtype)
     if x.size >= PARALLEL_MIN_ELEMENTS:
         _shifted_sums_parallel(x, shift, s1, s2)
     else:
@@ -343,13 +357,16 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, training, mo
         mean64 = running_mean.astype(np.float64)
         invstd64 = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
 
+    # y = (x - mean_hi) * scale + (beta - mean_lo * scale) with mean = mean_hi + mean_lo: the per-column
+    # folding is float64 and the elementwise pass runs in x's dtype; x - mean_hi is exact when
+    # |mean| >> std (Sterbenz), so float32 y keeps float32 accuracy there (float64: mean_lo = 0).
+    mean_hi = mean64.astype(dtype)
+    mean_lo = mean64 - mean_hi
     scale64 = invstd64 if gamma is None else invstd64 * gamma
-    beta64 = np.zeros(c) if beta is None else beta.astype(np.float64)
+    shift64 = -mean_lo * scale64 if beta is None else beta - mean_lo * scale64
     if n:
-        if x.size >= PARALLEL_MIN_ELEMENTS:
-            _affine_parallel(x, mean64, scale64, beta64, y)
-        else:
-            _affine_serial(x, mean64, scale64, beta64, y)
+        (_affine_parallel if x.size >= PARALLEL_MIN_ELEMENTS else _affine_serial)(
+            x, mean_hi, scale64.astype(dtype), shift64.astype(dtype), y)
     return y, mean64.astype(dtype), invstd64.astype(dtype)
 
 
@@ -376,22 +393,23 @@ def batchnorm_backward(dy, x, gamma, mean, invstd, *, out=None):
     invstd = _param("invstd", invstd, c, dtype, required=True)
     dx = out_array("out", out, (n, c), dtype, inputs=(dy, x, gamma, mean, invstd))
 
-    mean64 = mean.astype(np.float64)
-    # zeros: with N == 0 no block runs and the sums must read 0
-    s1 = np.zeros((_num_blocks(n), c), dtype=np.float64)
-    s2 = np.zeros((_num_blocks(n), c), dtype=np.float64)
+    # zeros: with N == 0 no block runs and the sums must read 0. The block partials are in x's dtype (a
+    # float32 block sums only REDUCE_BLOCK_ROWS terms); the blocks are added in float64.
+    s1 = np.zeros((_num_blocks(n), c), dtype=dtype)
+    s2 = np.zeros((_num_blocks(n), c), dtype=dtype)
     big = x.size >= PARALLEL_MIN_ELEMENTS
     if n:
-        (_grad_sums_parallel if big else _grad_sums_serial)(dy, x, mean64, s1, s2)
+        (_grad_sums_parallel if big else _grad_sums_serial)(dy, x, mean, s1, s2)
     sum_dy, sum_dy_xmu = _sum_blocks(s1, s2)
 
     invstd64 = invstd.astype(np.float64)
     sum_dy_xhat = sum_dy_xmu * invstd64
     a = invstd64 if gamma is None else invstd64 * gamma
     if n:
-        b0 = a * sum_dy / n
         b1 = a * invstd64 * sum_dy_xhat / n
-        (_grad_x_parallel if big else _grad_x_serial)(dy, x, mean64, a, b0, b1, dx)
+        c0 = a * sum_dy / n
+        (_grad_x_parallel if big else _grad_x_serial)(dy, x, mean, a.astype(dtype), b1.astype(dtype),
+                                                      c0.astype(dtype), dx)
     if gamma is None:
         return dx, None, None
     return dx, sum_dy_xhat.astype(dtype), sum_dy.astype(dtype)
