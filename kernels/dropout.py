@@ -25,15 +25,24 @@ dropout is meant to do.
 
 Kernel layout: Philox yields four words per counter, and element i takes word i % 4, so a loop that
 wrote the four words straight to y[4b + lane] would need interleaved stores, which LLVM refuses to
-vectorise together with Philox's 64-bit multiplies. Each group of GROUP_BLOCKS counters is therefore
-computed in three loops that each vectorise: Philox over counters into four word planes (structure
-of arrays), the planes interleaved into element order, then the select/scale over contiguous x and y.
-The scratch (48 KiB per group) stays in L2; prange runs over tasks of whole groups.
+vectorise together with Philox's 64-bit multiplies. Each group of GROUP_BLOCKS counters therefore runs
+two loops that each vectorise. The first computes Philox over the group's counters and stores, per
+counter, the four keep decisions as the bytes of one uint32 (byte ``lane`` = word ``lane`` >= threshold,
+placed by the host's byte order, _BYTE): a plain contiguous store, so the uint8 view of that scratch
+is the keep mask in element order with no transpose. The second is the select/scale over contiguous
+x, y and the keep bytes. Compared with storing the words and interleaving them in a second pass, this
+drops the (scalar) interleave loop, and the select reads one byte per element from the scratch
+instead of four, which is what the memory-bound select is sensitive to. Groups start at multiples of
+GROUP_BLOCKS (a power of two dividing 2^32), so hi32 of the counter index is the same for the whole
+group and LLVM hoists it: the second round then has one varying multiply instead of two (the first
+has one either way, its other operand being the per-call counter word).
+The scratch (4 KiB per group) stays in L1; prange runs over tasks of whole groups.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 from numba import njit, prange
@@ -49,71 +58,82 @@ from ._util import (
 )
 from .philox import MASK32, SHIFT32, philox4x32_10
 
-GROUP_BLOCKS = 1024  # Philox counters per group: 4096 elements
+GROUP_BLOCKS = 1024  # Philox counters per group: 4096 elements; a power of two dividing 2^32
 GROUP_ELEMS = 4 * GROUP_BLOCKS
 GROUPS_PER_TASK = 16  # groups per parallel task; the scratch is allocated once per task
 
 _U64_MAX = (1 << 64) - 1
+# Bit offset of lane k's keep byte inside the uint32, chosen so the uint8 view lists lanes 0..3 in order
+# on this machine's byte order (little-endian on x86 and CUDA; reversed on a big-endian host).
+_BYTE = tuple(np.uint64(8 * (k if sys.byteorder == "little" else 3 - k)) for k in range(4))
 
 
 # --------------------------------------------------------------------------------------------------
 # CPU kernels
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _group_words(planes, words, block0, nblocks, c2, c3, k0, k1):
-    """words[4 j + lane] = Philox word ``lane`` of counter block0 + j, for j < nblocks (uint32)."""
-    for j in range(nblocks):
-        b = np.uint64(block0 + j)
-        w0, w1, w2, w3 = philox4x32_10(b & MASK32, b >> SHIFT32, c2, c3, k0, k1)
-        planes[0, j] = w0
-        planes[1, j] = w1
-        planes[2, j] = w2
-        planes[3, j] = w3
-    for j in range(nblocks):
-        words[4 * j] = np.uint32(planes[0, j])
-        words[4 * j + 1] = np.uint32(planes[1, j])
-        words[4 * j + 2] = np.uint32(planes[2, j])
-        words[4 * j + 3] = np.uint32(planes[3, j])
+@njit(cache=True, inline="always")
+def _keep_bytes(w0, w1, w2, w3, threshold):
+    """The keep decisions of one counter's four words as the bytes (0 or 1) of a uint64 < 2^32."""
+    return (
+        (np.uint64(w0 >= threshold) << _BYTE[0])
+        | (np.uint64(w1 >= threshold) << _BYTE[1])
+        | (np.uint64(w2 >= threshold) << _BYTE[2])
+        | (np.uint64(w3 >= threshold) << _BYTE[3])
+    )
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _select_scale(x, y, words, threshold, scale):
+def _group_keep(keep4, block0, nblocks, threshold, c2, c3, k0, k1):
+    """keep4[j] = keep bytes of counter block0 + j (elements 4 (block0 + j) + lane), for j < nblocks.
+
+    block0 must be a multiple of GROUP_BLOCKS and nblocks <= GROUP_BLOCKS, so that the counter's high
+    word hi32(block0 + j) = hi32(block0) and its low word lo32(block0) + j never carries.
+    """
+    lo = np.uint64(block0) & MASK32
+    hi = np.uint64(block0) >> SHIFT32
+    for j in range(nblocks):
+        w0, w1, w2, w3 = philox4x32_10(lo + np.uint64(j), hi, c2, c3, k0, k1)
+        keep4[j] = _keep_bytes(w0, w1, w2, w3, threshold)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _select_scale(x, y, keep, scale):
     # x, y are views starting at 0 so the index is provably non-negative (no gather/scatter code).
     zero = x.dtype.type(0)
     for i in range(x.size):
-        y[i] = x[i] * scale if words[i] >= threshold else zero
+        y[i] = x[i] * scale if keep[i] != 0 else zero
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _select_mask(m, words, threshold):
+def _select_mask(m, keep):
     for i in range(m.size):
-        m[i] = words[i] >= threshold
+        m[i] = keep[i] != 0
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _dropout_groups(x, y, g0, g1, threshold, scale, k0, k1, c2, c3):
     """y = x * mask * scale over groups [g0, g1) of the flat arrays (race-free: disjoint slices)."""
-    planes = np.empty((4, GROUP_BLOCKS), dtype=np.uint64)
-    words = np.empty(GROUP_ELEMS, dtype=np.uint32)
+    keep4 = np.empty(GROUP_BLOCKS, dtype=np.uint32)
+    keep = keep4.view(np.uint8)
     n = x.size
     for g in range(g0, g1):
         i0 = g * GROUP_ELEMS
         i1 = min(n, i0 + GROUP_ELEMS)
-        _group_words(planes, words, g * GROUP_BLOCKS, (i1 - i0 + 3) // 4, c2, c3, k0, k1)
-        _select_scale(x[i0:i1], y[i0:i1], words, threshold, scale)
+        _group_keep(keep4, g * GROUP_BLOCKS, (i1 - i0 + 3) // 4, threshold, c2, c3, k0, k1)
+        _select_scale(x[i0:i1], y[i0:i1], keep, scale)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _mask_groups(m, g0, g1, threshold, k0, k1, c2, c3):
-    planes = np.empty((4, GROUP_BLOCKS), dtype=np.uint64)
-    words = np.empty(GROUP_ELEMS, dtype=np.uint32)
+    keep4 = np.empty(GROUP_BLOCKS, dtype=np.uint32)
+    keep = keep4.view(np.uint8)
     n = m.size
     for g in range(g0, g1):
         i0 = g * GROUP_ELEMS
         i1 = min(n, i0 + GROUP_ELEMS)
-        _group_words(planes, words, g * GROUP_BLOCKS, (i1 - i0 + 3) // 4, c2, c3, k0, k1)
-        _select_mask(m[i0:i1], words, threshold)
+        _group_keep(keep4, g * GROUP_BLOCKS, (i1 - i0 + 3) // 4, threshold, c2, c3, k0, k1)
+        _select_mask(m[i0:i1], keep)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -154,9 +174,9 @@ def _check_p_seed_counter(p, seed, counter):
 
 def _philox_args(p, seed, counter):
     """(threshold, k0, k1, c2, c3) as the NumPy unsigned scalars the kernels take."""
-    # p < 1 so floor(p * 2^32) <= 2^32 - 1 fits a uint32 word.
-    threshold = np.uint32(math.floor(p * 2.0**32))
+    # p < 1 so floor(p * 2^32) <= 2^32 - 1; uint64 like the words it is compared with.
     u64 = np.uint64
+    threshold = u64(math.floor(p * 2.0**32))
     return (threshold, u64(seed & 0xFFFFFFFF), u64(seed >> 32), u64(counter & 0xFFFFFFFF), u64(counter >> 32))
 
 

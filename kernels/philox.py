@@ -48,7 +48,13 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
     round loop is fully unrolled by LLVM, so inlined into a loop over counters this is straight-line
     code that vectorises across counters, and the key schedule (the same for every counter) is hoisted
     out of such a loop.
+
+    The arguments are masked to 32 bits on entry. That changes nothing for valid words, but without it
+    LLVM cannot prove that the first round's multiply operands (which XOR in the unmasked key) are below
+    2^32, and emits a full 64x64 multiply (vpmullq) where one vpmuludq does.
     """
+    c0, c1, c2, c3 = c0 & MASK32, c1 & MASK32, c2 & MASK32, c3 & MASK32
+    k0, k1 = k0 & MASK32, k1 & MASK32
     for _ in range(9):
         c0, c1, c2, c3 = philox_round(c0, c1, c2, c3, k0, k1)
         k0 = (k0 + W0) & MASK32

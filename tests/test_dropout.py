@@ -73,19 +73,22 @@ def test_mask_parallel_path_prefix_equals_oracle(rng):
     np.testing.assert_array_equal(m[:20000], ref.dropout_mask((20000,), p, seed, counter))
 
 
-def test_group_words_high_block_index_uses_hi_word(rng):
+def test_group_keep_high_block_index_uses_hi_word(rng):
     # Blocks at and above 2^32 (n > 2^34 elements, too big to allocate) carry hi32(i // 4) in word 1.
+    # The groups on either side of 2^32 are checked against the oracle's words, at thresholds that
+    # between them see every bit of each word's top byte.
     key = [int(v) for v in rng.integers(0, 2**32, size=2, dtype=np.uint64)]
     ctr = [int(v) for v in rng.integers(0, 2**32, size=2, dtype=np.uint64)]
-    planes = np.empty((4, D.GROUP_BLOCKS), dtype=np.uint64)
-    words = np.empty(D.GROUP_ELEMS, dtype=np.uint32)
-    block0 = 2**32 - 3
+    keep4 = np.empty(D.GROUP_BLOCKS, dtype=np.uint32)
     u = np.uint64
-    D._group_words(planes, words, block0, 6, u(ctr[0]), u(ctr[1]), u(key[0]), u(key[1]))
-    for j in range(6):
-        b = block0 + j
-        expected = ref.philox4x32_10((b & 0xFFFFFFFF, b >> 32, ctr[0], ctr[1]), key)
-        assert tuple(int(w) for w in words[4 * j : 4 * j + 4]) == expected, j
+    for block0, js in ((2**32 - D.GROUP_BLOCKS, range(D.GROUP_BLOCKS - 3, D.GROUP_BLOCKS)), (2**32, range(3))):
+        expected = [ref.philox4x32_10(((block0 + j) & 0xFFFFFFFF, (block0 + j) >> 32, ctr[0], ctr[1]), key)
+                    for j in js]
+        for threshold in range(0, 2**32, 2**24):
+            D._group_keep(keep4, block0, D.GROUP_BLOCKS, u(threshold), u(ctr[0]), u(ctr[1]), u(key[0]), u(key[1]))
+            keep = keep4.view(np.uint8)
+            for j, words in zip(js, expected):
+                assert tuple(keep[4 * j : 4 * j + 4]) == tuple(int(w >= threshold) for w in words), (block0, j)
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9, 1e-3])
