@@ -16,8 +16,10 @@ Conventions enforced here (see docs/ARCHITECTURE.md):
 from __future__ import annotations
 
 import numbers
+import types
 
 import numpy as np
+from numba import njit
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _ALLOWED = "float32, float64"
@@ -203,3 +205,29 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}  # a set: Numba rejects frozen
 # blocks of this fixed size, reduce each block (blocks in parallel), then add the block partials in order.
 # The blocking does not depend on the thread count, so the result is bitwise the same at 1 or 2 threads.
 REDUCE_BLOCK_ROWS = 64
+
+
+@njit(cache=True)
+def num_row_blocks(n):
+    """How many REDUCE_BLOCK_ROWS-row blocks cover n rows (the last may be partial); njit and Python."""
+    return (n + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
+
+
+def serial_and_parallel(py_func, **options):
+    """Compile one loop written with ``prange`` twice and return ``(serial, parallel)`` dispatchers.
+
+    With parallel=False Numba runs ``prange`` as ``range``, so the serial variant is the same code without
+    the OpenMP fork/join, which costs more than the whole work of a small input; public functions pick
+    the serial one below PARALLEL_MIN_ELEMENTS. Each variant is compiled from its own copy of the
+    function, named ``<name>_serial`` / ``<name>_parallel``, because Numba's on-disk cache names entries
+    after the function: one function compiled with both option sets would share (and clobber) one entry.
+    """
+
+    def variant(suffix):
+        f = types.FunctionType(py_func.__code__, py_func.__globals__, py_func.__name__ + suffix,
+                               py_func.__defaults__, py_func.__closure__)
+        f.__qualname__ = py_func.__qualname__ + suffix
+        f.__doc__ = py_func.__doc__
+        return f
+
+    return njit(**options)(variant("_serial")), njit(parallel=True, **options)(variant("_parallel"))

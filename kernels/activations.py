@@ -56,6 +56,7 @@ from kernels._util import (
     check_same_shape,
     common_float_dtype,
     out_array,
+    serial_and_parallel,
 )
 
 ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
@@ -181,31 +182,21 @@ def activation_grad(dy, y, code, slope):
 # ----------------------------------------------------------------------------------------------------
 # CPU kernels over flat (1-D, contiguous) arrays. The parallel variants give each thread a contiguous
 # range of elements; every element is written by exactly one thread and depends on its inputs only, so
-# they are race-free and give the same bits at any thread count.
+# they are race-free and give the same bits at any thread count. Each loop is compiled serial and parallel.
 
 
-@njit(**_JIT)
-def _forward_serial(x, y, code, slope):
-    for i in range(x.size):
-        y[i] = apply_activation(x[i], code, slope)
-
-
-@njit(parallel=True, **_JIT)
-def _forward_parallel(x, y, code, slope):
+def _forward(x, y, code, slope):
     for i in prange(x.size):
         y[i] = apply_activation(x[i], code, slope)
 
 
-@njit(**_JIT)
-def _backward_serial(dy, y, dx, code, slope):
-    for i in range(dy.size):
-        dx[i] = activation_grad(dy[i], y[i], code, slope)
-
-
-@njit(parallel=True, **_JIT)
-def _backward_parallel(dy, y, dx, code, slope):
+def _backward(dy, y, dx, code, slope):
     for i in prange(dy.size):
         dx[i] = activation_grad(dy[i], y[i], code, slope)
+
+
+_forward_serial, _forward_parallel = serial_and_parallel(_forward, **_JIT)
+_backward_serial, _backward_parallel = serial_and_parallel(_backward, **_JIT)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -59,7 +59,9 @@ from kernels._util import (
     backend_of,
     check_real,
     common_float_dtype,
+    num_row_blocks,
     out_array,
+    serial_and_parallel,
     writable_float_array,
 )
 
@@ -113,17 +115,13 @@ def _shifted_sums_task(x, shift, s1, s2, b):
             p2[k] += d * d
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _shifted_sums_serial(x, shift, s1, s2):
-    for b in range(s1.shape[0]):
-        _shifted_sums_task(x, shift, s1, s2, b)
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _shifted_sums_parallel(x, shift, s1, s2):
+def _shifted_sums(x, shift, s1, s2):
     # Race-free: task b writes only row b of s1 and s2.
     for b in prange(s1.shape[0]):
         _shifted_sums_task(x, shift, s1, s2, b)
+
+
+_shifted_sums_serial, _shifted_sums_parallel = serial_and_parallel(_shifted_sums, cache=True, fastmath=FASTMATH)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -178,19 +176,13 @@ def _affine_task(x, mean_hi, scale, shift, y, b):
             yi[k] = (xi[k] - mean_hi[k]) * scale[k] + shift[k]
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _affine_serial(x, mean_hi, scale, shift, y):
-    nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
-    for b in range(nb):
-        _affine_task(x, mean_hi, scale, shift, y, b)
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _affine_parallel(x, mean_hi, scale, shift, y):
+def _affine(x, mean_hi, scale, shift, y):
     # Race-free: tasks write disjoint row blocks of y.
-    nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
-    for b in prange(nb):
+    for b in prange(num_row_blocks(x.shape[0])):
         _affine_task(x, mean_hi, scale, shift, y, b)
+
+
+_affine_serial, _affine_parallel = serial_and_parallel(_affine, cache=True, fastmath=FASTMATH)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -227,17 +219,13 @@ def _grad_sums_task(dy, x, mean, s1, s2, b):
             p2[k] += g * (xi[k] - mean[k])
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _grad_sums_serial(dy, x, mean, s1, s2):
-    for b in range(s1.shape[0]):
-        _grad_sums_task(dy, x, mean, s1, s2, b)
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _grad_sums_parallel(dy, x, mean, s1, s2):
+def _grad_sums(dy, x, mean, s1, s2):
     # Race-free: task b writes only row b of s1 and s2.
     for b in prange(s1.shape[0]):
         _grad_sums_task(dy, x, mean, s1, s2, b)
+
+
+_grad_sums_serial, _grad_sums_parallel = serial_and_parallel(_grad_sums, cache=True, fastmath=FASTMATH)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -267,19 +255,13 @@ def _grad_x_task(dy, x, mean, a, b1, c0, dx, b):
             dxi[k] = a[k] * dyi[k] - (xi[k] - mean[k]) * b1[k] - c0[k]
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _grad_x_serial(dy, x, mean, a, b1, c0, dx):
-    nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
-    for b in range(nb):
-        _grad_x_task(dy, x, mean, a, b1, c0, dx, b)
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _grad_x_parallel(dy, x, mean, a, b1, c0, dx):
+def _grad_x(dy, x, mean, a, b1, c0, dx):
     # Race-free: tasks write disjoint row blocks of dx.
-    nb = (x.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
-    for b in prange(nb):
+    for b in prange(num_row_blocks(x.shape[0])):
         _grad_x_task(dy, x, mean, a, b1, c0, dx, b)
+
+
+_grad_x_serial, _grad_x_parallel = serial_and_parallel(_grad_x, cache=True, fastmath=FASTMATH)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -287,7 +269,7 @@ def _grad_x_parallel(dy, x, mean, a, b1, c0, dx):
 
 
 def _num_blocks(n):
-    return max(1, (n + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS)
+    return max(1, num_row_blocks(n))
 
 
 def _batch_stats(x):

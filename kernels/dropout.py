@@ -55,6 +55,7 @@ from ._util import (
     check_int,
     check_real,
     out_array,
+    serial_and_parallel,
 )
 from .philox import MASK32, SHIFT32, philox4x32_10
 
@@ -136,13 +137,7 @@ def _mask_groups(m, g0, g1, threshold, k0, k1, c2, c3):
         _select_mask(m[i0:i1], keep)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _dropout_serial(x, y, threshold, scale, k0, k1, c2, c3):
-    _dropout_groups(x, y, 0, (x.size + GROUP_ELEMS - 1) // GROUP_ELEMS, threshold, scale, k0, k1, c2, c3)
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _dropout_parallel(x, y, threshold, scale, k0, k1, c2, c3):
+def _dropout_tasks(x, y, threshold, scale, k0, k1, c2, c3):
     # Each task owns whole groups, i.e. disjoint element ranges; the mask depends only on the element
     # index, so the split (and the thread count) cannot change the result.
     ngroups = (x.size + GROUP_ELEMS - 1) // GROUP_ELEMS
@@ -152,13 +147,16 @@ def _dropout_parallel(x, y, threshold, scale, k0, k1, c2, c3):
         _dropout_groups(x, y, g0, min(ngroups, g0 + GROUPS_PER_TASK), threshold, scale, k0, k1, c2, c3)
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _mask_parallel(m, threshold, k0, k1, c2, c3):
+def _mask_tasks(m, threshold, k0, k1, c2, c3):
     ngroups = (m.size + GROUP_ELEMS - 1) // GROUP_ELEMS
     ntasks = (ngroups + GROUPS_PER_TASK - 1) // GROUPS_PER_TASK
     for t in prange(ntasks):
         g0 = t * GROUPS_PER_TASK
         _mask_groups(m, g0, min(ngroups, g0 + GROUPS_PER_TASK), threshold, k0, k1, c2, c3)
+
+
+_dropout_serial, _dropout_parallel = serial_and_parallel(_dropout_tasks, cache=True, fastmath=FASTMATH)
+_mask_serial, _mask_parallel = serial_and_parallel(_mask_tasks, cache=True, fastmath=FASTMATH)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,8 +221,6 @@ def dropout_mask(shape, p, seed, counter):
     m = np.empty(shape, dtype=np.bool_)
     mf = m.reshape(-1)
     threshold, k0, k1, c2, c3 = _philox_args(p, seed, counter)
-    if mf.size >= PARALLEL_MIN_ELEMENTS:
-        _mask_parallel(mf, threshold, k0, k1, c2, c3)
-    else:
-        _mask_groups(mf, 0, (mf.size + GROUP_ELEMS - 1) // GROUP_ELEMS, threshold, k0, k1, c2, c3)
+    kernel = _mask_parallel if mf.size >= PARALLEL_MIN_ELEMENTS else _mask_serial
+    kernel(mf, threshold, k0, k1, c2, c3)
     return m

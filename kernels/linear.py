@@ -56,6 +56,7 @@ from kernels._util import (
     as_float_array,
     backend_of,
     common_float_dtype,
+    num_row_blocks,
     out_array,
 )
 from kernels.activations import IDENTITY, activation_code, activation_grad, apply_activation, check_negative_slope
@@ -102,7 +103,7 @@ def _dz_block(dy, y, dz, part, blk, code, slope):
 
 @njit(**_JIT)
 def _dz_pass(dy, y, dz, part, code, slope):
-    for blk in range((dy.shape[0] + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS):
+    for blk in range(num_row_blocks(dy.shape[0])):
         _dz_block(dy, y, dz, part, blk, code, slope)
 
 
@@ -139,7 +140,7 @@ class LinearWorkspace:
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype {dtype} is not supported; allowed dtypes: float32, float64")
         self.dz = np.empty((n, out_features), dtype=dtype)
-        self.partials = np.empty(((n + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS, out_features), np.float64)
+        self.partials = np.empty((num_row_blocks(n), out_features), np.float64)
 
 
 def _check_2d(name, a, rows, cols, rows_from, cols_from):
@@ -205,7 +206,7 @@ def linear_backward(dy, x, w, y, activation=None, *, negative_slope=0.01, has_bi
     dw = out_array("out_dw", out_dw, (k, m), dtype, inputs=inputs + (dx,))
     db = out_array("out_db", out_db, (m,), dtype, inputs=inputs + (dx, dw)) if has_bias else None
 
-    nblocks = (n + REDUCE_BLOCK_ROWS - 1) // REDUCE_BLOCK_ROWS
+    nblocks = num_row_blocks(n)
     if workspace is None:
         dz_buf = np.empty((n, m), dtype) if code != IDENTITY else None
         part = np.empty((nblocks, m), np.float64) if has_bias else None

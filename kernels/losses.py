@@ -47,6 +47,7 @@ from ._util import (
     check_same_shape,
     common_float_dtype,
     out_array,
+    serial_and_parallel,
 )
 
 # error_model="numpy": IEEE division instead of Python's ZeroDivisionError check, whose branch (and
@@ -185,16 +186,7 @@ def _bce_block(x, t, w, w_full, pw, dx, loss, store_loss, scale, i0, i1):
     return acc
 
 
-@njit(**_JIT)
-def _bce_serial(x, t, w, w_full, pw, dx, loss, store_loss, scale, partials):
-    n = x.size
-    for b in range(partials.size):
-        i0 = b * LOSS_BLOCK
-        partials[b] = _bce_block(x, t, w, w_full, pw, dx, loss, store_loss, scale, i0, min(n, i0 + LOSS_BLOCK))
-
-
-@njit(parallel=True, **_JIT)
-def _bce_parallel(x, t, w, w_full, pw, dx, loss, store_loss, scale, partials):
+def _bce_blocks(x, t, w, w_full, pw, dx, loss, store_loss, scale, partials):
     # Blocks are disjoint element ranges, each with its own partial: race-free.
     n = x.size
     for b in prange(partials.size):
@@ -202,78 +194,48 @@ def _bce_parallel(x, t, w, w_full, pw, dx, loss, store_loss, scale, partials):
         partials[b] = _bce_block(x, t, w, w_full, pw, dx, loss, store_loss, scale, i0, min(n, i0 + LOSS_BLOCK))
 
 
-@njit(**_JIT)
-def _mse_block(x, t, dx, loss, store_loss, grad_scale):
-    # grad_scale = 2 * scale: d (d^2) / dx = 2 d
-    acc = 0.0
-    if store_loss:
-        for k in range(x.size):
-            d = x[k] - t[k]
-            loss[k] = d * d
-            dx[k] = d * grad_scale
-    else:
-        for k in range(x.size):
-            d = x[k] - t[k]
-            acc += d * d
-            dx[k] = d * grad_scale
-    return acc
+_bce_serial, _bce_parallel = serial_and_parallel(_bce_blocks, **_JIT)
+
+# Losses of the difference d = x - t, chosen by a loop-invariant code (LLVM unswitches the loop into one
+# vectorised copy per loss). Each returns (l, g) with the gradient g * gscale:
+# MSE: l = d^2, g = d with gscale = 2 * scale;  L1: l = |d|, g = sign(d) with gscale = scale.
+MSE, L1 = 0, 1
+
+
+@njit(inline="always", **_JIT)
+def _diff_elem(d, code, one):
+    if code == MSE:
+        return d * d, d
+    return abs(d), _sign(d, one)
 
 
 @njit(**_JIT)
-def _mse_serial(x, t, dx, loss, store_loss, grad_scale, partials):
-    n = x.size
-    for b in range(partials.size):
-        i0 = b * LOSS_BLOCK
-        i1 = min(n, i0 + LOSS_BLOCK)
-        ls = loss[i0:i1] if store_loss else loss
-        partials[b] = _mse_block(x[i0:i1], t[i0:i1], dx[i0:i1], ls, store_loss, grad_scale)
-
-
-@njit(parallel=True, **_JIT)
-def _mse_parallel(x, t, dx, loss, store_loss, grad_scale, partials):
-    n = x.size
-    for b in prange(partials.size):
-        i0 = b * LOSS_BLOCK
-        i1 = min(n, i0 + LOSS_BLOCK)
-        ls = loss[i0:i1] if store_loss else loss
-        partials[b] = _mse_block(x[i0:i1], t[i0:i1], dx[i0:i1], ls, store_loss, grad_scale)
-
-
-@njit(**_JIT)
-def _l1_block(x, t, dx, loss, store_loss, scale):
+def _diff_block(x, t, dx, loss, store_loss, gscale, code):
     one = x.dtype.type(1)
     acc = 0.0
     if store_loss:
         for k in range(x.size):
-            d = x[k] - t[k]
-            loss[k] = abs(d)
-            dx[k] = _sign(d, one) * scale
+            l, g = _diff_elem(x[k] - t[k], code, one)
+            loss[k] = l
+            dx[k] = g * gscale
     else:
         for k in range(x.size):
-            d = x[k] - t[k]
-            acc += abs(d)
-            dx[k] = _sign(d, one) * scale
+            l, g = _diff_elem(x[k] - t[k], code, one)
+            acc += l
+            dx[k] = g * gscale
     return acc
 
 
-@njit(**_JIT)
-def _l1_serial(x, t, dx, loss, store_loss, scale, partials):
-    n = x.size
-    for b in range(partials.size):
-        i0 = b * LOSS_BLOCK
-        i1 = min(n, i0 + LOSS_BLOCK)
-        ls = loss[i0:i1] if store_loss else loss
-        partials[b] = _l1_block(x[i0:i1], t[i0:i1], dx[i0:i1], ls, store_loss, scale)
-
-
-@njit(parallel=True, **_JIT)
-def _l1_parallel(x, t, dx, loss, store_loss, scale, partials):
+def _diff_blocks(x, t, dx, loss, store_loss, gscale, code, partials):
     n = x.size
     for b in prange(partials.size):
         i0 = b * LOSS_BLOCK
         i1 = min(n, i0 + LOSS_BLOCK)
         ls = loss[i0:i1] if store_loss else loss
-        partials[b] = _l1_block(x[i0:i1], t[i0:i1], dx[i0:i1], ls, store_loss, scale)
+        partials[b] = _diff_block(x[i0:i1], t[i0:i1], dx[i0:i1], ls, store_loss, gscale, code)
+
+
+_diff_serial, _diff_parallel = serial_and_parallel(_diff_blocks, **_JIT)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -367,20 +329,24 @@ def binary_cross_entropy_with_logits(x, target, *, weight=None, pos_weight=None,
     return _finish(reduction, loss, partials, n, dtype), dx
 
 
+def _diff_loss(x, target, reduction, out, code):
+    x, t, dtype, reduction, dx, loss, store = _prepare(x, target, reduction, out)
+    n = x.size
+    partials = np.zeros(-(-n // LOSS_BLOCK), dtype=np.float64)
+    if n:
+        gscale = dtype.type((2.0 if code == MSE else 1.0) * _scale(reduction, n))
+        kernel = _diff_parallel if n >= PARALLEL_MIN_ELEMENTS else _diff_serial
+        kernel(x.reshape(-1), t.reshape(-1), dx.reshape(-1), loss.reshape(-1), store, gscale, code, partials)
+    return _finish(reduction, loss, partials, n, dtype), dx
+
+
 def mse_loss(x, target, *, reduction="mean", out=None):
     """Mean squared error (torch.nn.functional.mse_loss); returns (loss, dx).
 
     x, target: float32/float64 arrays of one shape and dtype; reduction: "mean" | "sum" | "none";
     out: optional buffer for dx. dx = 2 (x - target) times 1/n for "mean".
     """
-    x, t, dtype, reduction, dx, loss, store = _prepare(x, target, reduction, out)
-    n = x.size
-    partials = np.zeros(-(-n // LOSS_BLOCK), dtype=np.float64)
-    if n:
-        grad_scale = dtype.type(2.0 * _scale(reduction, n))
-        kernel = _mse_parallel if n >= PARALLEL_MIN_ELEMENTS else _mse_serial
-        kernel(x.reshape(-1), t.reshape(-1), dx.reshape(-1), loss.reshape(-1), store, grad_scale, partials)
-    return _finish(reduction, loss, partials, n, dtype), dx
+    return _diff_loss(x, target, reduction, out, MSE)
 
 
 def l1_loss(x, target, *, reduction="mean", out=None):
@@ -389,11 +355,4 @@ def l1_loss(x, target, *, reduction="mean", out=None):
     x, target: float32/float64 arrays of one shape and dtype; reduction: "mean" | "sum" | "none";
     out: optional buffer for dx. dx = sign(x - target) (0 where they are equal), times 1/n for "mean".
     """
-    x, t, dtype, reduction, dx, loss, store = _prepare(x, target, reduction, out)
-    n = x.size
-    partials = np.zeros(-(-n // LOSS_BLOCK), dtype=np.float64)
-    if n:
-        scale = dtype.type(_scale(reduction, n))
-        kernel = _l1_parallel if n >= PARALLEL_MIN_ELEMENTS else _l1_serial
-        kernel(x.reshape(-1), t.reshape(-1), dx.reshape(-1), loss.reshape(-1), store, scale, partials)
-    return _finish(reduction, loss, partials, n, dtype), dx
+    return _diff_loss(x, target, reduction, out, L1)

@@ -30,7 +30,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels._util import FASTMATH, PARALLEL_MIN_ELEMENTS, as_float_array, backend_of, common_float_dtype, out_array
+from kernels._util import (
+    FASTMATH,
+    PARALLEL_MIN_ELEMENTS,
+    as_float_array,
+    backend_of,
+    common_float_dtype,
+    out_array,
+    serial_and_parallel,
+)
 
 # Block sizes: a packed (KC, NC) block of B is 512 KiB in float32 and 1 MiB in float64 (L2 is 2 MiB).
 _KC = 256
@@ -136,23 +144,7 @@ def _row_group(a, bp, c, t, pc, kc, jc, nc):
             _row1(a, bp, c, r, pc, kc, jc, nc)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _gemm_serial(a, b, c):
-    m, k = a.shape
-    n = b.shape[1]
-    c[:] = 0
-    bp = np.empty(min(_KC, k) * min(_NC, n), dtype=c.dtype)
-    for jc in range(0, n, _NC):
-        nc = min(_NC, n - jc)
-        for pc in range(0, k, _KC):
-            kc = min(_KC, k - pc)
-            _pack_b(b, bp, pc, kc, jc, nc)
-            for t in range((m + _MR - 1) // _MR):
-                _row_group(a, bp, c, t, pc, kc, jc, nc)
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _gemm_parallel(a, b, c):
+def _gemm(a, b, c):
     m, k = a.shape
     n = b.shape[1]
     c[:] = 0
@@ -165,6 +157,9 @@ def _gemm_parallel(a, b, c):
             # Race-free: task t writes only rows [4t, 4t+4) of C; all tasks only read A and bp.
             for t in prange((m + _MR - 1) // _MR):
                 _row_group(a, bp, c, t, pc, kc, jc, nc)
+
+
+_gemm_serial, _gemm_parallel = serial_and_parallel(_gemm, cache=True, fastmath=FASTMATH)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ The fused row algorithm (one read of the logits, no N x C temporary besides the 
 
 Rows run in parallel (prange over rows: each iteration writes only its own row, so no races); the
 per-row losses go to an (N,) float64 buffer summed serially afterwards, so the result is bitwise the
-same at every thread count. Small inputs take serial twins of the drivers (no OpenMP fork).
+same at every thread count. Small inputs take the serial copies of the drivers (no OpenMP fork).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._fastexp import fast_exp
-from .._util import FASTMATH
+from .._util import FASTMATH, serial_and_parallel
 
 # For code whose rounding depends on evaluation order: (x - R) - log S must not become x - (R + log S),
 # which loses log S entirely next to a logit of 1e300 (or its low bits next to 1e4 in float32).
@@ -271,94 +271,54 @@ def _sum_serial(a):
     return tot
 
 
-# Drivers, in serial / parallel twins: prange over rows, each iteration touching only its own row.
+# Drivers: prange over rows, each iteration touching only its own row (no races). serial_and_parallel
+# compiles each twice; small inputs take the serial copy (no OpenMP fork).
+_DRIVER = dict(cache=True, fastmath=FASTMATH)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _softmax_serial(x, y, refs):
-    for i in range(x.shape[0]):
-        _softmax_row(x[i], y[i], refs[i])
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _softmax_parallel(x, y, refs):
+def _softmax_rows(x, y, refs):
     for i in prange(x.shape[0]):
         _softmax_row(x[i], y[i], refs[i])
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _log_softmax_serial(x, y, refs):
-    for i in range(x.shape[0]):
-        _log_softmax_row(x[i], y[i], refs[i])
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _log_softmax_parallel(x, y, refs):
+def _log_softmax_rows(x, y, refs):
     for i in prange(x.shape[0]):
         _log_softmax_row(x[i], y[i], refs[i])
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _softmax_backward_serial(dy, y, dx):
-    for i in range(dy.shape[0]):
-        _softmax_backward_row(dy[i], y[i], dx[i])
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _softmax_backward_parallel(dy, y, dx):
+def _softmax_backward_rows(dy, y, dx):
     for i in prange(dy.shape[0]):
         _softmax_backward_row(dy[i], y[i], dx[i])
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _log_softmax_backward_serial(dy, y, dx):
-    for i in range(dy.shape[0]):
-        _log_softmax_backward_row(dy[i], y[i], dx[i])
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _log_softmax_backward_parallel(dy, y, dx):
+def _log_softmax_backward_rows(dy, y, dx):
     for i in prange(dy.shape[0]):
         _log_softmax_backward_row(dy[i], y[i], dx[i])
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _xent_hard_serial(x, target, w, wsum, eps, ignore_index, scale, g, refs, loss_rows):
-    for i in range(x.shape[0]):
-        loss_rows[i] = _xent_hard_row(x[i], target[i], w, wsum, eps, ignore_index, scale, g[i], refs[i])
-    return _sum_serial(loss_rows)
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _xent_hard_parallel(x, target, w, wsum, eps, ignore_index, scale, g, refs, loss_rows):
+def _xent_hard_rows(x, target, w, wsum, eps, ignore_index, scale, g, refs, loss_rows):
     for i in prange(x.shape[0]):
         loss_rows[i] = _xent_hard_row(x[i], target[i], w, wsum, eps, ignore_index, scale, g[i], refs[i])
     return _sum_serial(loss_rows)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _xent_soft_serial(x, t, w, eps, scale, g, refs, loss_rows):
-    for i in range(x.shape[0]):
-        loss_rows[i] = _xent_soft_row(x[i], t[i], w, eps, scale, g[i], refs[i])
-    return _sum_serial(loss_rows)
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _xent_soft_parallel(x, t, w, eps, scale, g, refs, loss_rows):
+def _xent_soft_rows(x, t, w, eps, scale, g, refs, loss_rows):
     for i in prange(x.shape[0]):
         loss_rows[i] = _xent_soft_row(x[i], t[i], w, eps, scale, g[i], refs[i])
     return _sum_serial(loss_rows)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _nll_serial(logp, target, w, ignore_index, scale, g, loss_rows):
-    for i in range(logp.shape[0]):
-        loss_rows[i] = _nll_row(logp[i], target[i], w, ignore_index, scale, g[i])
-    return _sum_serial(loss_rows)
-
-
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def _nll_parallel(logp, target, w, ignore_index, scale, g, loss_rows):
+def _nll_rows(logp, target, w, ignore_index, scale, g, loss_rows):
     for i in prange(logp.shape[0]):
         loss_rows[i] = _nll_row(logp[i], target[i], w, ignore_index, scale, g[i])
     return _sum_serial(loss_rows)
+
+
+_softmax_serial, _softmax_parallel = serial_and_parallel(_softmax_rows, **_DRIVER)
+_log_softmax_serial, _log_softmax_parallel = serial_and_parallel(_log_softmax_rows, **_DRIVER)
+_softmax_backward_serial, _softmax_backward_parallel = serial_and_parallel(_softmax_backward_rows, **_DRIVER)
+_log_softmax_backward_serial, _log_softmax_backward_parallel = serial_and_parallel(
+    _log_softmax_backward_rows, **_DRIVER)
+_xent_hard_serial, _xent_hard_parallel = serial_and_parallel(_xent_hard_rows, **_DRIVER)
+_xent_soft_serial, _xent_soft_parallel = serial_and_parallel(_xent_soft_rows, **_DRIVER)
+_nll_serial, _nll_parallel = serial_and_parallel(_nll_rows, **_DRIVER)
