@@ -79,15 +79,27 @@ def exp_f32(x):
     return x if x != x else y
 
 
-def fast_exp(x):
-    """exp(x): the polynomial ``exp_f32`` for float32 scalars, ``math.exp`` for float64 (njit only)."""
-    return math.exp(x)
+def float32_or_libm(f32_impl, libm_func, doc):
+    """A scalar function for @njit code: ``f32_impl`` on float32 arguments, ``libm_func`` on float64.
+
+    float32 kernels get a vectorisable polynomial; float64 keeps libm's full precision. Chosen at compile
+    time from the argument's type, so the loops carry no branch.
+    """
+
+    def func(x):
+        return libm_func(x)
+
+    func.__doc__ = doc
+
+    @overload(func, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
+    def _choose(x):
+        if x == types.float32:
+            return lambda x: f32_impl(x)
+        if isinstance(x, types.Float):
+            return lambda x: libm_func(x)
+        return None
+
+    return func
 
 
-@overload(fast_exp, jit_options={"fastmath": FASTMATH})
-def _fast_exp_overload(x):
-    if x == types.float32:
-        return lambda x: exp_f32(x)
-    if isinstance(x, types.Float):
-        return lambda x: math.exp(x)
-    return None
+fast_exp = float32_or_libm(exp_f32, math.exp, "exp(x): ``exp_f32`` for float32, ``math.exp`` for float64 (njit only).")

@@ -43,10 +43,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
-from numba.core import types
-from numba.extending import overload
 
-from kernels._fastexp import fast_exp, exp_f32
+from kernels._fastexp import exp_f32, fast_exp, float32_or_libm
 from kernels._util import (
     FASTMATH,
     PARALLEL_MIN_ELEMENTS,
@@ -130,18 +128,7 @@ def tanh_f32(x):
     return small if ax < _T_SMALL else big
 
 
-def tanh_scalar(x):
-    """tanh(x): ``tanh_f32`` for float32, ``math.tanh`` for float64 (njit only)."""
-    return math.tanh(x)
-
-
-@overload(tanh_scalar, inline="always", jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
-def _tanh_scalar_overload(x):
-    if x == types.float32:
-        return lambda x: tanh_f32(x)
-    if isinstance(x, types.Float):
-        return lambda x: math.tanh(x)
-    return None
+tanh_scalar = float32_or_libm(tanh_f32, math.tanh, "tanh(x): ``tanh_f32`` for float32, ``math.tanh`` for float64.")
 
 
 @njit(inline="always", **_JIT)

@@ -34,10 +34,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
-from numba.core import types
-from numba.extending import overload
 
-from ._fastexp import fast_exp
+from ._fastexp import fast_exp, float32_or_libm
 from ._util import (
     FASTMATH,
     PARALLEL_MIN_ELEMENTS,
@@ -105,18 +103,8 @@ def log1p_unit_f32(e):
     return k * _LN2_HI + (f + (y + c + k * _LN2_LO))
 
 
-def log1p_unit(e):
-    """log1p(e) for e in [0, 1]: the polynomial for float32, math.log1p for float64 (njit only)."""
-    return math.log1p(e)
-
-
-@overload(log1p_unit, jit_options=_JIT)
-def _log1p_unit_overload(e):
-    if e == types.float32:
-        return lambda e: log1p_unit_f32(e)
-    if isinstance(e, types.Float):
-        return lambda e: math.log1p(e)
-    return None
+log1p_unit = float32_or_libm(log1p_unit_f32, math.log1p,
+                             "log1p(e) for e in [0, 1]: the polynomial for float32, math.log1p for float64.")
 
 
 @njit(inline="always", **_JIT)
