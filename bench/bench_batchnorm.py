@@ -2,8 +2,9 @@
 nncore against torch-cpu. Goal: at least half of the copy bandwidth, counting each input read once and
 each output written once (forward: x, y; backward: dy, x, dx; the (C,) vectors are negligible).
 
-Both sides write into preallocated outputs where the API allows it; torch runs the aten ops that
-F.batch_norm and its autograd node call (native_batch_norm / native_batch_norm_backward).
+Both sides write into preallocated outputs where the API allows it (torch's forward: the .out overload of
+native_batch_norm); torch's backward runs the aten op its autograd node calls (native_batch_norm_backward),
+and the forward+backward pair runs F.batch_norm with autograd, as a training step does.
 """
 
 import numpy as np
@@ -90,9 +91,11 @@ def test_forward_backward_nncore(benchmark, report, shape):
         return batchnorm_backward(dy, x, gamma, mean, invstd, out=dx)
 
     fn()
-    benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
+    _, dgamma, dbeta = benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
     report(benchmark, nbytes=5 * x.nbytes)
     _check_forward(y, x, gamma, beta)
+    _, mean, invstd = batchnorm_forward(x, gamma, beta, None, None, training=True, eps=EPS)
+    _check_backward(dx, dgamma, dbeta, dy, x, gamma, mean, invstd)
 
 
 def _torch_arrays(torch, shape):
@@ -107,10 +110,13 @@ def test_forward_torch(benchmark, report, shape):
     torch = torch_or_skip()
     benchmark.group = f"batchnorm-forward-train-{SHAPE_IDS[SHAPES.index(shape)]}-float32"
     x, _, gamma, beta, t = _torch_arrays(torch, shape)
-    fn = lambda: torch.ops.aten.native_batch_norm(t["x"], t["gamma"], t["beta"], t["rm"], t["rv"], True,  # noqa: E731
-                                                  MOMENTUM, EPS)
+    # into preallocated outputs, as nncore's out=: the .out overload of the op F.batch_norm calls
+    y, save_mean, save_invstd = torch.empty_like(t["x"]), torch.empty(shape[1]), torch.empty(shape[1])
+    fn = lambda: torch.ops.aten.native_batch_norm.out(  # noqa: E731
+        t["x"], t["gamma"], t["beta"], t["rm"], t["rv"], True, MOMENTUM, EPS, out=y, save_mean=save_mean,
+        save_invstd=save_invstd)
     fn()
-    y = benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)[0]
+    benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
     report(benchmark, nbytes=2 * x.nbytes)
     _check_forward(y.numpy(), x, gamma, beta)
 
@@ -143,6 +149,8 @@ def test_forward_backward_torch(benchmark, report, shape):
         return y, torch.autograd.grad(y, (xg, gg, bg), t["dy"])
 
     fn()
-    y, _ = benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
+    y, (dx, dgamma, dbeta) = benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
     report(benchmark, nbytes=5 * x.nbytes)
     _check_forward(y.detach().numpy(), x, gamma, beta)
+    _, mean, invstd = batchnorm_forward(x, gamma, beta, None, None, training=True, eps=EPS)
+    _check_backward(dx.numpy(), dgamma.numpy(), dbeta.numpy(), dy, x, gamma, mean, invstd)

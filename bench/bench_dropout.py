@@ -44,16 +44,6 @@ def test_dropout_forward_nncore(benchmark, report, x):
 
 
 @pytest.mark.benchmark(group="dropout_forward-16M-float32")
-def test_dropout_backward_nncore(benchmark, report, x):
-    dx = np.empty_like(x)
-    D.dropout_backward(x, P, SEED, COUNTER, out=dx)
-    dx.fill(0)
-    benchmark.pedantic(D.dropout_backward, args=(x, P, SEED, COUNTER), kwargs={"out": dx}, rounds=10, warmup_rounds=1)
-    _check(x, dx)
-    report(benchmark, nbytes=2 * x.nbytes)
-
-
-@pytest.mark.benchmark(group="dropout_forward-16M-float32")
 def test_dropout_forward_torch(benchmark, report, x):
     torch = torch_or_skip()
     xt = torch.from_numpy(x)
@@ -73,4 +63,5 @@ def test_dropout_mask_nncore(benchmark, report):
     D.dropout_mask((N,), P, SEED, COUNTER)
     m = benchmark.pedantic(D.dropout_mask, args=((N,), P, SEED, COUNTER), rounds=10, warmup_rounds=1)
     np.testing.assert_array_equal(m[:20000], ref.dropout_mask((20000,), P, SEED, COUNTER))
-    report(benchmark, nbytes=m.nbytes)
+    # dropout_mask has no out=: the time includes allocating (and first touching) the 16 MB result
+    report(benchmark, nbytes=m.nbytes, includes_allocation=True)

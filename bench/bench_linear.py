@@ -88,7 +88,10 @@ def test_three_gemms_only(benchmark, report, layers, shape):
     gemms()
     benchmark.pedantic(gemms, rounds=_rounds(n), warmup_rounds=1)
     report(benchmark, flops=_flops(n, k, m))
-    np.testing.assert_allclose(dx[:4], dy[:4].astype(np.float64) @ w.T.astype(np.float64), rtol=1e-3, atol=1e-3)
+    x64, w64, dy64 = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
+    np.testing.assert_allclose(y[:4], x64[:4] @ w64, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(dx[:4], dy64[:4] @ w64.T, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(dw[:, :4], x64.T @ dy64[:, :4], rtol=1e-3, atol=1e-3 * np.sqrt(n))
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
