@@ -1,8 +1,14 @@
-"""Shared test helpers: one assert_close that reports the worst element, tolerances per dtype, shapes."""
+"""Shared test helpers: one assert_close that reports the worst element, tolerances per dtype, shapes,
+an ulp check, the out= rejection checks and the thread-count determinism check."""
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
+
+import numba
 import numpy as np
+import pytest
 
 # (dtype, rtol, atol) pairs every kernel test runs over. float32 kernels may use a polynomial exp, good to
 # a few ulp; float64 kernels compute in full precision and must stay within 1e-10 relative of the oracle.
@@ -11,6 +17,9 @@ DTYPE_TOLS = [
     (np.float64, 1e-10, 1e-12),
 ]
 DTYPE_IDS = ["float32", "float64"]
+DTYPES = [d for d, _, _ in DTYPE_TOLS]
+# {dtype: (rtol, atol)}: e.g. assert_close(a, b, *TOLS[np.float32])
+TOLS = {d: (rtol, atol) for d, rtol, atol in DTYPE_TOLS}
 
 # Awkward shapes that hit every code path: single element, single row, single column, odd sizes just
 # below and above powers of two (vector tails, block remainders).
@@ -62,3 +71,102 @@ def random_array(rng, shape, dtype, scale=1.0, low=None, high=None):
     if low is not None:
         return rng.uniform(low, high, size=shape).astype(dtype)
     return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def assert_within_ulp(actual, exact, max_ulp, x=None, name="value"):
+    """Assert |actual - exact| <= max_ulp float32 ulps of exact, elementwise (exact given in float64).
+
+    The ulp is np.spacing of |exact| rounded to float32 (np.spacing of a negative number is negative, which
+    would make every error on negative values pass). On failure, report the worst element, and its input
+    x[i] when x is given. A NaN error (NaN result where exact is finite, or the reverse) counts as a failure.
+    """
+    actual = np.asarray(actual)
+    exact = np.asarray(exact, dtype=np.float64)
+    assert actual.shape == exact.shape, f"{name}: shape {actual.shape} != exact {exact.shape}"
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert (ulp > 0).all(), f"{name}: exact values outside the float32 range have no float32 ulp"
+    with np.errstate(invalid="ignore"):
+        err = np.nan_to_num(np.abs(actual.astype(np.float64) - exact) / ulp, nan=np.inf)
+    if err.size == 0:
+        return
+    worst = int(np.argmax(err))
+    at = "" if x is None else f" at x = {np.asarray(x).reshape(-1)[worst]!r}"
+    assert err.flat[worst] <= max_ulp, (
+        f"{name}: {int((err > max_ulp).sum())} of {err.size} elements beyond {max_ulp} ulp; worst "
+        f"{err.flat[worst]:.2f} ulp{at}: actual {actual.flat[worst]!r}, exact {exact.flat[worst]!r}")
+
+
+# ------------------------------------------------------------------------------------------------------
+# out= buffers
+
+
+def assert_rejects_bad_out(call, shape, dtype, aliased, name="out"):
+    """Check that call(buffer) rejects every bad output buffer with kernels._util's exact message.
+
+    call: runs the kernel with the given array as its output argument `name`.
+    shape, dtype: what that output must be.
+    aliased: an array of that shape and dtype that overlaps one of the arrays call reads.
+    Checked: wrong shape, wrong dtype, not C-contiguous, read-only, and overlapping an input.
+    """
+    shape, dtype = tuple(shape), np.dtype(dtype)
+    other = np.dtype(np.float64 if dtype == np.float32 else np.float32)
+    wrong = shape[:-1] + (shape[-1] + 1,) if shape else (1,)
+    with pytest.raises(ValueError, match="^" + re.escape(f"{name} has shape {wrong}, expected {shape}")):
+        call(np.empty(wrong, dtype))
+    with pytest.raises(TypeError, match="^" + re.escape(f"{name} has dtype {other}, expected {dtype}")):
+        call(np.empty(shape, other))
+    # every other element along the last axis longer than 1: a strided view NumPy cannot call contiguous
+    axis = max(i for i, n in enumerate(shape) if n > 1)
+    base = np.empty(shape[:axis] + (2 * shape[axis],) + shape[axis + 1:], dtype)
+    strided = base[(slice(None),) * axis + (slice(None, None, 2),)]
+    assert strided.shape == shape and not strided.flags.c_contiguous
+    with pytest.raises(ValueError, match="^" + re.escape(f"{name} must be C-contiguous")):
+        call(strided)
+    read_only = np.empty(shape, dtype)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="^" + re.escape(f"{name} is read-only")):
+        call(read_only)
+    assert aliased.shape == shape and aliased.dtype == dtype and aliased.flags.c_contiguous
+    with pytest.raises(ValueError, match="^" + re.escape(f"{name} overlaps an input array")):
+        call(aliased)
+
+
+# ------------------------------------------------------------------------------------------------------
+# thread counts
+
+
+needs_two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
+                                       reason="needs 2 Numba threads (NUMBA_NUM_THREADS >= 2)")
+
+
+@contextmanager
+def numba_threads(n):
+    """Run the body with n Numba threads, then restore the previous count."""
+    saved = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
+
+
+def assert_same_bits_at_one_and_two_threads(fn):
+    """fn() returns an iterable of arrays (or NumPy scalars); each must have the same dtype, shape and bytes
+    when fn runs on 1 and on 2 Numba threads. Results are copied as they come (fn may reuse buffers)."""
+    runs = []
+    for threads in (1, 2):
+        with numba_threads(threads):
+            assert numba.get_num_threads() == threads
+            runs.append([np.array(a, copy=True) for a in fn()])
+    one, two = runs
+    assert len(one) == len(two) > 0, (len(one), len(two))
+    for i, (a, b) in enumerate(zip(one, two)):
+        assert a.dtype == b.dtype, f"result {i}: dtype {a.dtype} at 1 thread, {b.dtype} at 2"
+        assert a.shape == b.shape, f"result {i}: shape {a.shape} at 1 thread, {b.shape} at 2"
+        if a.tobytes() != b.tobytes():
+            a_bytes = np.ascontiguousarray(a).reshape(-1).view(np.uint8).reshape(a.size, -1)
+            b_bytes = np.ascontiguousarray(b).reshape(-1).view(np.uint8).reshape(b.size, -1)
+            diff = np.flatnonzero((a_bytes != b_bytes).any(axis=1))
+            j = _index(diff[0], a.shape)
+            raise AssertionError(f"result {i}: {diff.size} of {a.size} elements differ between 1 and 2 threads; "
+                                 f"first at {j}: {a[j]!r} vs {b[j]!r}")

@@ -1,13 +1,28 @@
 """Activations (kernels.activations) against the float64 oracle: values, gradients, accuracy, edges, errors."""
 
-import numba
 import numpy as np
 import pytest
 
 from kernels import activations as A
 from kernels import reference as R
-from tests.helpers import AWKWARD_SHAPES, DTYPE_IDS, DTYPE_TOLS, SHAPE_IDS, assert_close, random_array
+from tests.helpers import (
+    AWKWARD_SHAPES,
+    DTYPE_IDS,
+    DTYPE_TOLS,
+    DTYPES,
+    SHAPE_IDS,
+    TOLS,
+    assert_close,
+    assert_rejects_bad_out,
+    assert_same_bits_at_one_and_two_threads,
+    assert_within_ulp,
+    needs_two_threads,
+    random_array,
+)
 
+# Deliberately not TOLS, at both dtypes: a saturated sigmoid is ~1e-38..1e-5 (so an atol of 1e-30, not 2e-6,
+# keeps its relative error checked) and a saturated tanh is +-1 up to 1e-10 relative at either dtype.
+SATURATION_TOLS = {"sigmoid": (2e-5, 1e-30), "tanh": (1e-10, 0.0)}
 KINDS = [None, "identity", "relu", "leaky_relu", "sigmoid", "tanh"]
 # awkward 2-D shapes, plus any-shape cases (0-d, 1-D, 3-D, empty) and one large enough for the parallel path
 SHAPES = AWKWARD_SHAPES + [(), (5,), (3, 4, 5), (0, 3), (300, 257)]
@@ -72,17 +87,14 @@ def test_float32_accuracy_in_ulps(rng, kind):
                         np.geomspace(1e-30, 1e-2, 2_000), -np.geomspace(1e-30, 1e-2, 2_000)]).astype(np.float32)
     y = A.activation_forward(x, kind)
     exact = R.activation(x, kind)
-    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
-    err = np.abs(y.astype(np.float64) - exact) / ulp
-    worst = int(np.argmax(err))
-    assert err[worst] <= 4.0, f"{kind}: {err[worst]:.2f} ulp at x = {x[worst]!r}"
+    assert_within_ulp(y, exact, 4.0, x, kind)
     nz = exact != 0
     rel = np.abs(y[nz].astype(np.float64) - exact[nz]) / np.abs(exact[nz])
     assert rel.max() <= 1e-6
     assert (y[~nz] == 0).all()
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=DTYPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_large_inputs_saturate_without_nan(dtype):
     big = [-np.inf, -1e30, -1e4, -100.0, -88.5, -87.0, -30.0, 30.0, 88.5, 100.0, 1e4, 1e30, np.inf]
     x = np.array(big, dtype=dtype)
@@ -92,8 +104,8 @@ def test_large_inputs_saturate_without_nan(dtype):
     assert ((s >= 0) & (s <= 1)).all() and ((t >= -1) & (t <= 1)).all()
     assert s[0] == 0.0 and s[-1] == 1.0 and t[0] == -1.0 and t[-1] == 1.0
     finite = np.isfinite(x)
-    assert_close(s[finite], R.activation(x[finite], "sigmoid"), 2e-5, 1e-30, "sigmoid")
-    assert_close(t[finite], R.activation(x[finite], "tanh"), 1e-10, 0.0, "tanh")
+    assert_close(s[finite], R.activation(x[finite], "sigmoid"), *SATURATION_TOLS["sigmoid"], "sigmoid")
+    assert_close(t[finite], R.activation(x[finite], "tanh"), *SATURATION_TOLS["tanh"], "tanh")
     assert A.relu(x)[-1] == np.inf and A.relu(x)[0] == 0.0
     # zeros of both signs
     z = np.array([0.0, -0.0], dtype=dtype)
@@ -101,7 +113,7 @@ def test_large_inputs_saturate_without_nan(dtype):
     assert A.tanh(z).tolist() == [0.0, 0.0] and A.relu(z).tolist() == [0.0, 0.0]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=DTYPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_relu_gradient_at_zero_is_zero(rng, dtype):
     dy = random_array(rng, (4,), dtype)
     y = np.array([0.0, -0.0, 1.0, 0.0], dtype=dtype)
@@ -110,7 +122,7 @@ def test_relu_gradient_at_zero_is_zero(rng, dtype):
                                                           dy[3] * dtype(0.5)]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=DTYPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_nan_propagates(rng, kind, dtype):
     x, dy = _inputs(rng, (3, 50), dtype)
@@ -121,11 +133,11 @@ def test_nan_propagates(rng, kind, dtype):
     y = R.activation(np.where(np.isnan(x), 1.0, x), kind).astype(dtype)
     dy[2, 3] = np.nan
     dx = A.activation_backward(dy, y, kind)
-    assert_close(dx, R.activation_backward(dy, y, kind), 2e-5, 2e-6, "dx")
+    assert_close(dx, R.activation_backward(dy, y, kind), *TOLS[dtype], "dx")
     # a NaN saved output: relu-like kinds take the y <= 0 branch (as the oracle), smooth ones give NaN
     y[0, 0] = np.nan
     dx = A.activation_backward(dy, y, kind)
-    assert_close(dx, R.activation_backward(dy, y, kind), 2e-5, 2e-6, "dx")
+    assert_close(dx, R.activation_backward(dy, y, kind), *TOLS[dtype], "dx")
 
 
 @pytest.mark.parametrize("kind", ["relu", "sigmoid", "tanh"])
@@ -136,36 +148,32 @@ def test_out_buffers_reused(rng, kind):
     x2, _ = _inputs(rng, out.shape, np.float32)
     first = A.activation_forward(x1, kind, out=out).copy()
     assert A.activation_forward(x2, kind, out=out) is out
-    assert_close(out, R.activation(x2, kind), 2e-5, 2e-6, "y")
+    assert_close(out, R.activation(x2, kind), *TOLS[np.float32], "y")
     A.activation_forward(x1, kind, out=out)
     assert np.array_equal(out, first)
     y = first
     assert A.activation_backward(dy, y, kind, out=dx_out) is dx_out
-    assert_close(dx_out, R.activation_backward(dy, y, kind), 2e-5, 2e-6, "dx")
+    assert_close(dx_out, R.activation_backward(dy, y, kind), *TOLS[np.float32], "dx")
 
 
 def test_non_contiguous_inputs_are_copied(rng):
     x = random_array(rng, (40, 30), np.float64)
     dy = random_array(rng, (30, 40), np.float64)
-    assert_close(A.tanh(x.T), np.tanh(x.T), 1e-10, 1e-12, "y")
+    assert_close(A.tanh(x.T), np.tanh(x.T), *TOLS[np.float64], "y")
     y = np.tanh(x.T)
-    assert_close(A.tanh_backward(dy[:, ::-1], y), dy[:, ::-1] * (1 - y * y), 1e-10, 1e-12, "dx")
+    assert_close(A.tanh_backward(dy[:, ::-1], y), dy[:, ::-1] * (1 - y * y), *TOLS[np.float64], "dx")
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+@needs_two_threads
 @pytest.mark.parametrize("kind", ["relu", "leaky_relu", "sigmoid", "tanh"])
 def test_same_bits_at_one_and_two_threads(rng, kind):
     x, dy = _inputs(rng, (300, 257), np.float32)
-    saved = numba.get_num_threads()
-    try:
-        outs = []
-        for threads in (1, 2):
-            numba.set_num_threads(threads)
-            y = A.activation_forward(x, kind)
-            outs.append((y, A.activation_backward(dy, y, kind)))
-    finally:
-        numba.set_num_threads(saved)
-    assert np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])
+
+    def run():
+        y = A.activation_forward(x, kind)
+        return y, A.activation_backward(dy, y, kind)
+
+    assert_same_bits_at_one_and_two_threads(run)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -213,15 +221,7 @@ def test_rejects_bad_out():
     x = np.ones((4, 5), np.float32)
     with pytest.raises(ValueError, match=r"out has shape \(5, 4\), expected \(4, 5\)"):
         A.relu(x, out=np.empty((5, 4), np.float32))
-    with pytest.raises(TypeError, match="out has dtype float64, expected float32"):
-        A.relu(x, out=np.empty((4, 5)))
-    with pytest.raises(ValueError, match="out must be C-contiguous"):
-        A.relu(x, out=np.empty((5, 4), np.float32).T)
-    with pytest.raises(ValueError, match="out overlaps an input array"):
-        A.relu(x, out=x)
-    ro = np.empty((4, 5), np.float32)
-    ro.flags.writeable = False
-    with pytest.raises(ValueError, match="out is read-only"):
-        A.relu(x, out=ro)
-    with pytest.raises(ValueError, match="out overlaps an input array"):
-        A.relu_backward(x, x.copy(), out=x)
+    assert_rejects_bad_out(lambda out: A.relu(x, out=out), x.shape, np.float32, x)
+    y = x.copy()
+    assert_rejects_bad_out(lambda out: A.relu_backward(x, y, out=out), x.shape, np.float32, x)
+    assert_rejects_bad_out(lambda out: A.relu_backward(x, y, out=out), x.shape, np.float32, y)

@@ -15,13 +15,23 @@ import pytest
 from kernels import optim
 from kernels import reference as R
 from kernels._util import PARALLEL_MIN_ELEMENTS
-from tests.helpers import DTYPE_IDS, DTYPE_TOLS, assert_close
+from tests.helpers import (
+    DTYPE_IDS,
+    DTYPES,
+    TOLS,
+    assert_close,
+    assert_same_bits_at_one_and_two_threads,
+    needs_two_threads,
+)
 
 STEPS = 20
 # 33*1025 is above PARALLEL_MIN_ELEMENTS: it takes the parallel path (two full chunks and a partial one).
 SIZES = [1, 7, 1023, 33 * 1025]
 SIZE_IDS = ["1", "7", "1023", "33x1025"]
 BIG = 3 * optim._CHUNK + 5
+# the sizes must keep covering both paths if the kernel's thresholds move (checked at import, not a test)
+assert SIZES[-1] >= PARALLEL_MIN_ELEMENTS > SIZES[-2], (SIZES, PARALLEL_MIN_ELEMENTS)
+assert BIG >= PARALLEL_MIN_ELEMENTS and BIG % optim._CHUNK != 0, (BIG, optim._CHUNK)
 
 # Relative tolerances for a 20-step trajectory against the float64 oracle (evaluated at the hyper-parameters
 # as the kernel's dtype holds them), applied as |actual - expected| <= rtol |expected| + max(rtol
@@ -164,7 +174,7 @@ def assert_scaled_close(actual, expected, rtol, name):
     finite = np.asarray(expected, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     rms = float(np.sqrt(np.mean(finite**2))) if finite.size else 0.0
-    atol = dict((d, a) for d, _, a in DTYPE_TOLS)[np.asarray(actual).dtype.type]
+    atol = TOLS[np.asarray(actual).dtype.type][1]
     assert_close(actual, expected, rtol, max(atol, rtol * rms), name=name)
 
 
@@ -189,13 +199,8 @@ def assert_run_close(run, p_ref, state_ref, rtol, what):
 # ------------------------------------------------------------------------------------------ vs oracle
 
 
-def test_awkward_sizes_cover_both_paths():
-    assert SIZES[-1] >= PARALLEL_MIN_ELEMENTS > SIZES[-2]
-    assert BIG >= PARALLEL_MIN_ELEMENTS and BIG % optim._CHUNK != 0
-
-
 @pytest.mark.parametrize("n", SIZES, ids=SIZE_IDS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=DTYPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("name, kw", CONFIGS, ids=CONFIG_IDS)
 def test_matches_oracle_over_many_steps(rng, name, kw, dtype, n):
     p0, grads = random_problem(rng, n, dtype)
@@ -224,7 +229,7 @@ def non_finite_problem(rng, dtype):
     return p0, grads
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=DTYPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("name", list(RICH))
 def test_non_finite_gradients_propagate_like_the_oracle(rng, name, dtype):
     # NaN/Inf in the gradient is not an error: IEEE arithmetic carries it into that element's parameter and
@@ -295,22 +300,16 @@ def _run_rich(name, p0, grads):
     return run
 
 
+@needs_two_threads
 @pytest.mark.parametrize("name", list(RICH))
 def test_bitwise_identical_with_one_and_two_threads(rng, name):
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("Numba has a single thread")
     p0, grads = random_problem(rng, BIG, np.float32, steps=3)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = _run_rich(name, p0, grads)
-        numba.set_num_threads(2)
-        two = _run_rich(name, p0, grads)
-    finally:
-        numba.set_num_threads(before)
-    np.testing.assert_array_equal(one.p, two.p)
-    for k in one.state:
-        np.testing.assert_array_equal(one.state[k], two.state[k])
+
+    def run():
+        r = _run_rich(name, p0, grads)
+        return [r.p, *(r.state[k] for k in state_names(name, RICH[name]))]
+
+    assert_same_bits_at_one_and_two_threads(run)
 
 
 @pytest.mark.parametrize("name", list(RICH))
