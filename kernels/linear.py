@@ -180,16 +180,19 @@ def linear_forward(x, w, b=None, activation=None, *, negative_slope=0.01, out=No
     return y
 
 
-def linear_backward(dy, x, w, y, activation=None, *, negative_slope=0.01, has_bias=True, out_dx=None,
-                    out_dw=None, out_db=None, workspace=None):
+def linear_backward(dy, x, w, y, activation=None, *, negative_slope=0.01, has_bias=True, need_dx=True,
+                    out_dx=None, out_dw=None, out_db=None, workspace=None):
     """Gradients (dx, dw, db) of y = act(x @ w + b) given dy and the saved x, w, y; db is None without bias.
 
-    ``workspace``: an optional LinearWorkspace(N, out, dtype) holding the scratch (see the module notes).
+    ``need_dx=False`` skips the dx GEMM and returns None for dx (a network's first layer: nothing upstream
+    needs the gradient of the input data). ``workspace``: an optional LinearWorkspace(N, out, dtype)
+    holding the scratch (see the module notes).
     """
     backend_of(dy, x, w, y, out_dx, out_dw, out_db)
     code = activation_code(activation)
-    if not isinstance(has_bias, (bool, np.bool_)):
-        raise TypeError(f"has_bias must be a bool, got {type(has_bias).__name__}")
+    for name, flag in (("has_bias", has_bias), ("need_dx", need_dx)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
     dtype = common_float_dtype(dy=dy, x=x, w=w, y=y)
     x, w = _check_inputs(x, w, dtype)
     n, k = x.shape
@@ -201,8 +204,10 @@ def linear_backward(dy, x, w, y, activation=None, *, negative_slope=0.01, has_bi
     slope = check_negative_slope(negative_slope, dtype)
     if out_db is not None and not has_bias:
         raise ValueError("out_db was given but has_bias is False (there is no bias gradient to write)")
+    if out_dx is not None and not need_dx:
+        raise ValueError("out_dx was given but need_dx is False (dx is not computed)")
     inputs = (dy, x, w, y)
-    dx = out_array("out_dx", out_dx, (n, k), dtype, inputs=inputs)
+    dx = out_array("out_dx", out_dx, (n, k), dtype, inputs=inputs) if need_dx else None
     dw = out_array("out_dw", out_dw, (k, m), dtype, inputs=inputs + (dx,))
     db = out_array("out_db", out_db, (m,), dtype, inputs=inputs + (dx, dw)) if has_bias else None
 
@@ -229,6 +234,7 @@ def linear_backward(dy, x, w, y, activation=None, *, negative_slope=0.01, has_bi
     if has_bias:
         _sum_partials(part, nblocks, db)
     dz = dy if dz_buf is None else dz_buf
-    np.matmul(dz, w.T, out=dx)
+    if need_dx:
+        np.matmul(dz, w.T, out=dx)
     np.matmul(x.T, dz, out=dw)
     return dx, dw, db

@@ -70,6 +70,18 @@ def _check_backward(dy, x, w, y, kind, has_bias, dtype, rtol, atol, **kw):
     return dx, dw, db
 
 
+@pytest.mark.parametrize("kind", ["relu", None])
+def test_backward_without_dx_skips_it_and_keeps_the_other_gradients(rng, kind):
+    x, w, b = _layer(rng, 33, 17, 9, np.float64, True)
+    y = L.linear_forward(x, w, b, kind)
+    dy = random_array(rng, y.shape, np.float64)
+    dx, dw, db = L.linear_backward(dy, x, w, y, kind, need_dx=False)
+    assert dx is None
+    _, rdw, rdb = R.linear_backward(dy, x, w, y, kind)
+    assert_close(dw, rdw, 1e-12, 1e-12, "dw")
+    assert_close(db, rdb, 1e-12, 1e-12, "db")
+
+
 @pytest.mark.parametrize("nkm", SHAPES, ids=SHAPE_IDS)
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("dtype,rtol,atol", DTYPE_TOLS, ids=DTYPE_IDS)
@@ -229,6 +241,9 @@ def test_forward_rejects_bad_out():
     ((Y, X, W, Y, "leaky_relu"), {"negative_slope": -0.5}, ValueError, "negative_slope = -0.5 is out of range"),
     ((Y, X, W, Y), {"out_dx": np.empty((4, 5))}, ValueError, r"out_dx has shape \(4, 5\), expected \(4, 3\)"),
     ((Y, X, W, Y), {"out_db": np.empty(5), "has_bias": False}, ValueError, "out_db was given but has_bias is False"),
+    ((Y, X, W, Y), {"need_dx": 0}, TypeError, "need_dx must be a bool, got int"),
+    ((Y, X, W, Y), {"out_dx": np.empty((4, 3)), "need_dx": False}, ValueError,
+     "out_dx was given but need_dx is False"),
     ((Y, X, W, Y, "relu"), {"workspace": np.empty((4, 5))}, TypeError,
      "workspace must be a LinearWorkspace, got ndarray"),
     ((Y, X, W, Y, "relu"), {"workspace": L.LinearWorkspace(4, 6, np.float64)}, ValueError,
