@@ -1,0 +1,390 @@
+"""Mini-batch training: ``fit``, ``evaluate``, ``predict``, early stopping and the History of a run.
+
+One epoch of ``fit`` is mini-batch gradient descent as the course teaches it:
+
+    shuffle the training rows (seeded), then for each batch of ``batch_size`` rows:
+        logits = model(xb)                     forward through the computational graph
+        loss = loss_fn(logits, yb)             fused loss + its gradient
+        model.backward(loss_fn.backward())     backpropagation (chain rule), gradients into .grad
+        clip_grad_norm_(params, max_norm)      optional: the answer to exploding gradients
+        optimizer.step()                       one kernel call over the flat parameter buffer
+    [validation in eval mode] [schedule] [early stopping] [checkpoint]
+
+``seed`` fixes the shuffling, the validation split and the dropout masks, so a run is reproducible, and a
+run resumed from a checkpoint continues bitwise as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, NLLLoss
+from .modules import Module
+from .optim import Optimizer, clip_grad_norm_
+from .parameter import flat_span
+
+__all__ = ["EarlyStopping", "History", "evaluate", "fit", "predict"]
+
+
+class History:
+    """Per-epoch metrics of a ``fit`` run: ``history["loss"]``, ``["val_loss"]``, ``["accuracy"]``,
+    ``["val_accuracy"]`` (classification), ``["lr"]``, each a list with one value per epoch."""
+
+    def __init__(self, history=None, best_epoch=None, stopped_epoch=None):
+        self.history = {k: list(v) for k, v in (history or {}).items()}
+        self.best_epoch = best_epoch        # 1-based epoch whose weights were restored, if any
+        self.stopped_epoch = stopped_epoch  # 1-based epoch after which early stopping ended the run
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __contains__(self, key):
+        return key in self.history
+
+    @property
+    def epochs(self):
+        return len(self.history.get("loss", []))
+
+    def append(self, logs):
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+    def state(self):
+        return {"history": self.history, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}
+
+    def __repr__(self):
+        last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
+        return f"History(epochs={self.epochs}, last={last}, best_epoch={self.best_epoch})"
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs, then
+    restore the weights of the best epoch (``restore_best_weights``, the default; Keras semantics).
+
+    ``mode``: "min", "max" or "auto" (max for accuracies, min otherwise). The weights are restored at the
+    end of ``fit`` whether it stopped early or ran out of epochs.
+    """
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto", restore_best_weights=True):
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
+            raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
+        if not isinstance(min_delta, (int, float)) or min_delta < 0:
+            raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
+        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+        self.restore_best_weights = bool(restore_best_weights)
+        self.reset()
+
+    def reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch, self.wait, self.best_state = None, 0, None
+
+    def update(self, epoch, value, model):
+        """Record epoch ``epoch``'s monitored value; return True when training should stop."""
+        improved = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        if improved:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_state = model.state_dict()
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+    def state(self):
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def load_state(self, state, best_state):
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.best_state = best_state
+
+    def __repr__(self):
+        return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, min_delta={self.min_delta}, "
+                f"mode={self.mode!r})")
+
+
+# ------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _task(loss_fn):
+    if isinstance(loss_fn, (CrossEntropyLoss, NLLLoss)):
+        return "classification"
+    if isinstance(loss_fn, BCEWithLogitsLoss):
+        return "binary"
+    return "regression"
+
+
+def _as_inputs(X, model, name="X"):
+    if not hasattr(X, "ndim"):
+        X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {tuple(X.shape)}")
+    dtype = model.dtype
+    if dtype is not None and X.dtype != dtype:
+        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+            raise TypeError(f"{name} has dtype {X.dtype}; expected numbers")
+        X = X.astype(dtype)  # once per fit, not per batch: the model's dtype decides
+    return np.ascontiguousarray(X)
+
+
+def _as_targets(y, n, task, dtype, name="y"):
+    if not hasattr(y, "ndim"):
+        y = np.asarray(y)
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} rows but X has {n}; they must match")
+    if task == "classification" and y.ndim == 1:
+        if not np.issubdtype(y.dtype, np.integer):
+            if not np.all(np.mod(y, 1) == 0):
+                raise ValueError(f"{name} must hold integer class indices for a classification loss")
+            y = y.astype(np.int64)
+        return np.ascontiguousarray(y)
+    return np.ascontiguousarray(y, dtype=dtype)
+
+
+def _correct(out, y, task):
+    """Number of correct predictions in a batch (classification only)."""
+    if task == "classification":
+        if y.ndim == 2:  # probability targets: compare with the most likely class
+            return int(np.count_nonzero(out.argmax(axis=1) == y.argmax(axis=1)))
+        return int(np.count_nonzero(out.argmax(axis=1) == y))
+    return int(np.count_nonzero((out > 0) == (y > 0.5)))
+
+
+def _batches(n, batch_size):
+    return range(0, n, batch_size)
+
+
+def evaluate(model, X, y, *, loss, batch_size=1024):
+    """Loss (and accuracy for classification losses) of ``model`` on (X, y) in eval mode, as a dict.
+
+    The loss is the mean over all rows (each batch's "mean" weighted by its size); the model's train/eval
+    mode is restored afterwards.
+    """
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be an nncore loss (e.g. nncore.CrossEntropyLoss()), got {type(loss).__name__}")
+    task = _task(loss)
+    X = _as_inputs(X, model)
+    y = _as_targets(y, X.shape[0], task, model.dtype)
+    was_training = model.training
+    model.eval()
+    total, correct = 0.0, 0
+    try:
+        for start in _batches(X.shape[0], batch_size):
+            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            out = model(xb)
+            total += loss(out, yb) * xb.shape[0]
+            if task != "regression":
+                correct += _correct(out, yb, task)
+    finally:
+        model.train(was_training)
+    n = max(1, X.shape[0])
+    metrics = {"loss": total / n}
+    if task != "regression":
+        metrics["accuracy"] = correct / n
+    return metrics
+
+
+def predict(model, X, *, batch_size=1024):
+    """The model's outputs for X (eval mode, in batches), one array."""
+    X = _as_inputs(X, model)
+    was_training = model.training
+    model.eval()
+    try:
+        outs = [model(X[s:s + batch_size]).copy() for s in _batches(X.shape[0], batch_size)]
+    finally:
+        model.train(was_training)
+    return np.concatenate(outs) if outs else np.empty((0, 0), dtype=model.dtype)
+
+
+def _split_validation(X, y, fraction, seed):
+    if not (0.0 <= fraction < 1.0):
+        raise ValueError(f"validation_split must be in [0, 1), got {fraction!r}")
+    if fraction == 0.0:
+        return X, y, None
+    n_val = int(round(X.shape[0] * fraction))
+    if n_val < 1 or n_val >= X.shape[0]:
+        raise ValueError(f"validation_split = {fraction} leaves {n_val} of {X.shape[0]} rows for validation")
+    # its own stream, so the split does not shift the shuffling of the epochs
+    order = np.random.default_rng(np.random.SeedSequence([seed, 1])).permutation(X.shape[0])
+    tr, va = order[n_val:], order[:n_val]
+    return X[tr], y[tr], (X[va], y[va])
+
+
+def _finite_or_raise(loss, epoch, step, batch, params, backup, buffers, buffer_backup):
+    if math.isfinite(loss):
+        return
+    # leave the model as it was after the last step with a finite loss: the buffers (BatchNorm running
+    # statistics) this forward touched are put back, and if that step's update overflowed the parameters
+    # they return to their values before it.
+    for dst, src in zip(buffers, buffer_backup):
+        dst[...] = src
+    note = ""
+    if params is not None and not np.all(np.isfinite(params)):
+        params[...] = backup
+        note = " (the previous update made parameters non-finite; they were restored to their values before it)"
+    raise FloatingPointError(
+        f"loss is {loss} at epoch {epoch}, step {step} (batch {batch} of the epoch); training stopped and the "
+        f"model keeps its last finite state{note}. Try a smaller learning rate or clip_grad_norm=...")
+
+
+# ------------------------------------------------------------------------------------------------------
+# fit
+
+
+def fit(model, X, y, *, loss, optimizer, epochs, batch_size=32, validation_data=None, validation_split=0.0,
+        shuffle=True, seed=0, schedule=None, early_stopping=None, clip_grad_norm=None, callbacks=(),
+        progress=True, checkpoint=None, resume=None):
+    """Train ``model`` on (X, y) with mini-batch gradient descent; returns a History.
+
+    loss: an nncore loss object; optimizer: an nncore.optim optimizer over model.parameters().
+    epochs: the total number of epochs (a resumed run continues up to it). validation_data=(Xv, yv), or
+    validation_split: a seeded fraction of (X, y) held out. schedule: an nncore.schedules schedule, stepped
+    per optimizer step or per epoch as its ``interval`` says (ReduceLROnPlateau gets the monitored metric:
+    val_loss when there is validation data, else loss). early_stopping: an EarlyStopping, or an int patience
+    (monitoring val_loss, or loss without validation data). clip_grad_norm: max global gradient norm.
+    callbacks: callables ``f(epoch, logs)`` (or objects with ``on_epoch_end(epoch, logs)``) run after each
+    epoch; one returning True stops training. progress: a tqdm bar per epoch when stderr is a terminal.
+    checkpoint: a path saved (atomically) after every epoch; resume: a checkpoint path to continue from.
+
+    A non-finite loss raises FloatingPointError naming the epoch and step, leaving the model at its last
+    finite state.
+    """
+    from . import checkpoint as ckpt
+
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be an nncore Module, got {type(model).__name__}")
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be an nncore loss (e.g. nncore.CrossEntropyLoss()), got {type(loss).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be an nncore.optim optimizer, got {type(optimizer).__name__}")
+    for name, v, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("seed", seed, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+    if clip_grad_norm is not None and not (isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0):
+        raise ValueError(f"clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
+    task = _task(loss)
+    X = _as_inputs(X, model)
+    y = _as_targets(y, X.shape[0], task, model.dtype)
+    if validation_data is not None and validation_split:
+        raise ValueError("pass either validation_data or validation_split, not both")
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        Xv = _as_inputs(validation_data[0], model, "X_val")
+        val = (Xv, _as_targets(validation_data[1], Xv.shape[0], task, model.dtype, "y_val"))
+    else:
+        X, y, val = _split_validation(X, y, float(validation_split), int(seed))
+    if X.shape[0] == 0:
+        raise ValueError("no training rows")
+    stopper = early_stopping
+    if isinstance(stopper, (int, np.integer)) and not isinstance(stopper, bool):
+        stopper = EarlyStopping("val_loss" if val is not None else "loss", patience=int(stopper))
+    if stopper is not None:
+        if not isinstance(stopper, EarlyStopping):
+            raise TypeError(f"early_stopping must be an EarlyStopping or an int patience, got {stopper!r}")
+        if stopper.monitor.startswith("val_") and val is None:
+            raise ValueError(f"early stopping monitors {stopper.monitor!r} but there is no validation data: pass "
+                             "validation_data or validation_split, or monitor 'loss'")
+        stopper.reset()
+    callbacks = [getattr(c, "on_epoch_end", c) for c in callbacks]
+
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0]))
+    model.manual_seed(int(seed))
+    history, start_epoch, step = History(), 0, 0
+    if resume is not None:
+        state = ckpt.load(resume)
+        start_epoch, step = state.restore_training(model, optimizer, schedule, rng, stopper)
+        history = History(**state.fit_state["history"])
+    params = model.parameters()
+    span = flat_span(params)
+    flat = span[0] if span is not None else None
+    backup = np.empty_like(flat) if flat is not None else None
+    buffers = [b for _, b in model.named_buffers()]
+    buffer_backup = [np.array(b, copy=True) for b in buffers]
+    metric_name = "val_loss" if val is not None else "loss"
+
+    n = X.shape[0]
+    bar = _progress(progress)
+    model.train()
+    for epoch in range(start_epoch + 1, epochs + 1):
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        lr = float(optimizer.param_groups[0]["lr"])
+        total, correct = 0.0, 0
+        batches = _batches(n, batch_size)
+        pbar = bar(len(batches), epoch, epochs) if bar else None
+        for b, start in enumerate(batches, 1):
+            idx = order[start:start + batch_size]
+            xb, yb = X[idx], y[idx]
+            step += 1
+            for dst, src in zip(buffer_backup, buffers):
+                dst[...] = src
+            out = model(xb)
+            value = loss(out, yb)
+            _finite_or_raise(value, epoch, step, b, flat, backup, buffers, buffer_backup)
+            model.backward(loss.backward(), need_input_grad=False)
+            if clip_grad_norm is not None:
+                clip_grad_norm_(params, clip_grad_norm)
+            if backup is not None:
+                backup[...] = flat
+            optimizer.step()
+            if schedule is not None and schedule.interval == "step":
+                schedule.step()
+            total += value * idx.size
+            if task != "regression":
+                correct += _correct(out, yb, task)
+            if pbar is not None:
+                pbar.update(1)
+                if b % 10 == 0:
+                    pbar.set_postfix(loss=f"{total / (start + idx.size):.4f}", refresh=False)
+        logs = {"loss": total / n}
+        if task != "regression":
+            logs["accuracy"] = correct / n
+        if val is not None:
+            logs.update({"val_" + k: v for k, v in evaluate(model, *val, loss=loss).items()})
+        logs["lr"] = lr
+        history.append(logs)
+        if pbar is not None:
+            pbar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
+            pbar.close()
+        if schedule is not None and schedule.interval == "epoch":
+            schedule.step(logs[metric_name])  # schedules that do not watch a metric ignore it
+        stop = False
+        if stopper is not None:
+            if stopper.monitor not in logs:
+                raise ValueError(f"early stopping monitors {stopper.monitor!r}, which is not one of {sorted(logs)}")
+            stop = stopper.update(epoch, logs[stopper.monitor], model)
+        for cb in callbacks:
+            stop = bool(cb(epoch, logs)) or stop
+        if stop and stopper is not None:
+            history.stopped_epoch = epoch
+        if checkpoint is not None:
+            ckpt.save(checkpoint, model, optimizer, schedule, _fit_state=dict(
+                epoch=epoch, step=step, rng=rng.bit_generator.state, history=history.state(),
+                early_stopping=None if stopper is None else stopper.state(), seed=int(seed)),
+                _best_state=None if stopper is None else stopper.best_state)
+        if stop:
+            break
+    if stopper is not None and stopper.restore_best_weights and stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
+        history.best_epoch = stopper.best_epoch
+    return history
+
+
+def _progress(progress):
+    """A function making a tqdm bar per epoch, or None when off (progress=False, not a terminal, no tqdm)."""
+    if not progress or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+
+    def bar(total, epoch, epochs):
+        return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=True)
+
+    return bar
