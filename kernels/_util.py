@@ -155,9 +155,15 @@ def check_labels(name: str, target: np.ndarray, num_classes: int, ignore_index: 
         )
 
 
+# Exact types that need no abstract-base-class check (isinstance against numbers.Real costs ~1 us, and a
+# training step validates a few dozen scalars). bool is excluded: type(True) is bool, not int.
+_REAL_TYPES = frozenset((float, int, np.float64, np.float32, np.int64, np.int32))
+_INT_TYPES = frozenset((int, np.int64, np.int32, np.uint64, np.uint32))
+
+
 def check_real(name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
     """Validate a real scalar argument against an interval and return it as a Python float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if type(value) not in _REAL_TYPES and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     v = float(value)
     if v != v:
@@ -171,7 +177,7 @@ def check_real(name: str, value, *, low=None, high=None, low_open=False, high_op
 
 def check_int(name: str, value, *, low=None, high=None) -> int:
     """Validate an integer scalar argument (Python or NumPy integer) and return it as int."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if type(value) not in _INT_TYPES and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     v = int(value)
     if low is not None and v < low:

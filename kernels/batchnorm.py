@@ -152,6 +152,57 @@ def _finish_stats(s1, s2, shift, n, mean, var):
         var[k] = v
 
 
+@njit(cache=True)
+def _first_block_mean(x, shift):
+    """shift = float64 mean of the first REDUCE_BLOCK_ROWS rows (N >= 1), rounded to x's dtype."""
+    r = min(REDUCE_BLOCK_ROWS, x.shape[0])
+    for k in range(x.shape[1]):
+        acc = 0.0
+        for i in range(r):
+            acc += x[i, k]
+        shift[k] = acc / r
+
+
+# The per-column steps between the passes (C values each) are compiled too: a dozen small NumPy
+# expressions cost more than the passes themselves at training-step sizes (N x C = 64 x 128). No fastmath:
+# plain float64 arithmetic, rounded once to x's dtype.
+@njit(cache=True)
+def _fold_forward(mu_src, var_src, eps, gamma, beta, momentum, unbias, rm, rv, mean_hi, scale, shift, mean, invstd):
+    """From the statistics used (batch mean/var in float64, or the running ones), update the running
+    statistics in place when rm/rv are given (momentum, unbiased variance), and write the per-column
+    affine map y = (x - mean_hi) * scale + shift and the (mean, invstd) handed to the backward."""
+    for k in range(mean_hi.shape[0]):
+        mu = np.float64(mu_src[k])
+        var = np.float64(var_src[k])
+        if rm is not None:
+            rm[k] = (1.0 - momentum) * np.float64(rm[k]) + momentum * mu
+            rv[k] = (1.0 - momentum) * np.float64(rv[k]) + momentum * (var * unbias)
+        inv = 1.0 / np.sqrt(var + eps)
+        mean_hi[k] = mu
+        lo = mu - np.float64(mean_hi[k])
+        sc = inv if gamma is None else inv * np.float64(gamma[k])
+        scale[k] = sc
+        shift[k] = -lo * sc if beta is None else np.float64(beta[k]) - lo * sc
+        mean[k] = mu
+        invstd[k] = inv
+
+
+@njit(cache=True)
+def _fold_backward(sum_dy, sum_dy_xmu, invstd, gamma, n, a, b1, c0, dgamma, dbeta):
+    """Per-column coefficients of dx = a dy - b1 (x - mean) - c0 and the parameter gradients, from the
+    float64 column sums of dy and dy (x - mean)."""
+    for k in range(a.shape[0]):
+        inv = np.float64(invstd[k])
+        sum_dy_xhat = sum_dy_xmu[k] * inv
+        ak = inv if gamma is None else inv * np.float64(gamma[k])
+        a[k] = ak
+        if n:
+            b1[k] = ak * inv * sum_dy_xhat / n
+            c0[k] = ak * sum_dy[k] / n
+        dgamma[k] = sum_dy_xhat
+        dbeta[k] = sum_dy[k]
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _affine_task(x, mean_hi, scale, shift, y, b):
     """y = (x - mean_hi) * scale + shift, in x's dtype."""
@@ -278,7 +329,8 @@ def _batch_stats(x):
     nb = _num_blocks(n)
     # The first block's mean, rounded to x's dtype, lies within about std / sqrt(REDUCE_BLOCK_ROWS) of
     # the batch mean, so x - shift is exact (Sterbenz) when |mean| >> std and the shifted sums cancel little.
-    shift = x[:REDUCE_BLOCK_ROWS].mean(axis=0, dtype=np.float64).astype(x.dtype)
+    shift = np.empty(c, dtype=x.dtype)
+    _first_block_mean(x, shift)
     s1 = np.empty((nb, c), dtype=x.dtype)
     s2 = np.empty((nb, c), dtype=x.dtype)
     if x.size >= PARALLEL_MIN_ELEMENTS:
@@ -329,27 +381,22 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, training, mo
         raise ValueError(f"Expected more than 1 value per channel when training, got input of shape {x.shape}")
     y = out_array("out", out, (n, c), dtype, inputs=(x, gamma, beta, running_mean, running_var))
 
+    update = training and running_mean is not None
     if use_batch_stats:
-        mean64, var64 = _batch_stats(x)
-        invstd64 = 1.0 / np.sqrt(var64 + eps)
-        if training and running_mean is not None:
-            running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean64
-            running_var[...] = (1.0 - momentum) * running_var + momentum * (var64 * (n / (n - 1)))
+        mu_src, var_src = _batch_stats(x)
     else:
-        mean64 = running_mean.astype(np.float64)
-        invstd64 = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+        mu_src, var_src = running_mean, running_var
 
     # y = (x - mean_hi) * scale + (beta - mean_lo * scale) with mean = mean_hi + mean_lo: the per-column
     # folding is float64 and the elementwise pass runs in x's dtype; x - mean_hi is exact when
     # |mean| >> std (Sterbenz), so float32 y keeps float32 accuracy there (float64: mean_lo = 0).
-    mean_hi = mean64.astype(dtype)
-    mean_lo = mean64 - mean_hi
-    scale64 = invstd64 if gamma is None else invstd64 * gamma
-    shift64 = -mean_lo * scale64 if beta is None else beta - mean_lo * scale64
+    mean_hi, scale, shift, mean, invstd = np.empty((5, c), dtype=dtype)
+    _fold_forward(mu_src, var_src, eps, gamma, beta, momentum, n / (n - 1) if update else 1.0,
+                  running_mean if update else None, running_var if update else None,
+                  mean_hi, scale, shift, mean, invstd)
     if n:
-        (_affine_parallel if x.size >= PARALLEL_MIN_ELEMENTS else _affine_serial)(
-            x, mean_hi, scale64.astype(dtype), shift64.astype(dtype), y)
-    return y, mean64.astype(dtype), invstd64.astype(dtype)
+        (_affine_parallel if x.size >= PARALLEL_MIN_ELEMENTS else _affine_serial)(x, mean_hi, scale, shift, y)
+    return y, mean, invstd
 
 
 def batchnorm_backward(dy, x, gamma, mean, invstd, *, out=None):
@@ -383,18 +430,13 @@ def batchnorm_backward(dy, x, gamma, mean, invstd, *, out=None):
     if n:
         (_grad_sums_parallel if big else _grad_sums_serial)(dy, x, mean, s1, s2)
     sum_dy, sum_dy_xmu = _sum_blocks(s1, s2)
-
-    invstd64 = invstd.astype(np.float64)
-    sum_dy_xhat = sum_dy_xmu * invstd64
-    a = invstd64 if gamma is None else invstd64 * gamma
+    a, b1, c0, dgamma, dbeta = np.empty((5, c), dtype=dtype)
+    _fold_backward(sum_dy, sum_dy_xmu, invstd, gamma, n, a, b1, c0, dgamma, dbeta)
     if n:
-        b1 = a * invstd64 * sum_dy_xhat / n
-        c0 = a * sum_dy / n
-        (_grad_x_parallel if big else _grad_x_serial)(dy, x, mean, a.astype(dtype), b1.astype(dtype),
-                                                      c0.astype(dtype), dx)
+        (_grad_x_parallel if big else _grad_x_serial)(dy, x, mean, a, b1, c0, dx)
     if gamma is None:
         return dx, None, None
-    return dx, sum_dy_xhat.astype(dtype), sum_dy.astype(dtype)
+    return dx, dgamma, dbeta
 
 
 def _param(name, a, c, dtype, required=False):
