@@ -18,9 +18,9 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-## demo: create .venv, install nncore, train an MLP on the digits data set with the kernels
+## demo: create .venv, install nncore, train the default MLP on digits (`nncore train`), write the loss plot
 demo: $(STAMP)
-	$(PY) examples/train_digits.py
+	$(VENV)/bin/nncore train --plot demo-loss.png
 
 ## bench: run the benchmark suites (install torch==2.13.0 into .venv first for the PyTorch columns)
 bench: $(STAMP)
@@ -28,5 +28,5 @@ bench: $(STAMP)
 
 ## clean: remove the environment, build outputs and Numba's on-disk kernel cache
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks
+	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks demo-loss.png
 	find kernels nncore -name __pycache__ -type d -prune -exec rm -rf {} +
