@@ -55,9 +55,6 @@ class Loss:
     def _compute(self, input, target):
         raise NotImplementedError
 
-    def config(self):
-        return {"type": type(self).__name__, "reduction": self.reduction}
-
     def __repr__(self):
         return f"{type(self).__name__}(reduction={self.reduction!r})"
 

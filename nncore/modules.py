@@ -173,8 +173,8 @@ class Module:
 def _check_seed(seed):
     if seed is None:
         return None
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2**64) or None, got {seed!r}")
     return int(seed)
 
 
@@ -599,6 +599,8 @@ class MLP(Sequential):
         sizes = [_check_int(f"sizes[{i}]", s, 1) for i, s in enumerate(sizes)]
         if activation not in _ACTIVATION_MODULES:
             raise ValueError(f"activation = {activation!r} is not one of {tuple(_ACTIVATION_MODULES)}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout probability has to be a number in [0, 1), got dropout = {dropout!r}")
         seed = _check_seed(seed)
         seeds = np.random.SeedSequence(seed).generate_state(2 * len(sizes), np.uint64)
         layers = []
