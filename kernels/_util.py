@@ -130,7 +130,7 @@ def as_index_array(name: str, a, *, length=None) -> np.ndarray:
     """Validate an integer index array (any integer dtype) and return it as contiguous int64."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if not np.issubdtype(a.dtype, np.integer):
+    if a.dtype.kind not in "iu":
         raise TypeError(f"{name} has dtype {a.dtype}; class indices must have an integer dtype")
     if a.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
@@ -142,13 +142,22 @@ def as_index_array(name: str, a, *, length=None) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
+@njit(cache=True)
+def _first_bad_label(target, num_classes, ignore_index, use_ignore):
+    # one compiled pass instead of four NumPy expressions: labels are checked on every training step
+    for i in range(target.shape[0]):
+        t = target[i]
+        if (t < 0 or t >= num_classes) and not (use_ignore and t == ignore_index):
+            return i
+    return -1
+
+
 def check_labels(name: str, target: np.ndarray, num_classes: int, ignore_index: int | None = None) -> None:
-    """Raise ValueError naming the first label outside [0, num_classes) that is not ``ignore_index``."""
-    bad = (target < 0) | (target >= num_classes)
-    if ignore_index is not None:
-        bad &= target != ignore_index
-    if bad.any():
-        i = int(np.argmax(bad))
+    """Raise ValueError naming the first label outside [0, num_classes) that is not ``ignore_index``.
+
+    ``target`` is a 1-D int64 array (as returned by ``as_index_array``)."""
+    i = _first_bad_label(target, num_classes, 0 if ignore_index is None else ignore_index, ignore_index is not None)
+    if i >= 0:
         extra = f" and is not ignore_index={ignore_index}" if ignore_index is not None else ""
         raise ValueError(
             f"{name}[{i}] = {int(target[i])} is outside the valid class range [0, {num_classes}){extra}"

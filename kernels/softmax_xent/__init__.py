@@ -185,10 +185,10 @@ def _loss_inputs(name, x, target, weight, ignore_index, reduction):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
     if not isinstance(target, np.ndarray):
         raise TypeError(f"target must be a numpy.ndarray, got {type(target).__name__}")
-    hard = np.issubdtype(target.dtype, np.integer)
+    hard = target.dtype.kind in "iu"
     if hard:
         dtype = common_float_dtype(**{name: x, "weight": weight})
-    elif np.issubdtype(target.dtype, np.floating):
+    elif target.dtype.kind == "f":
         dtype = common_float_dtype(**{name: x, "target": target, "weight": weight})
     else:
         raise TypeError(
