@@ -30,10 +30,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from numba import get_num_threads, set_num_threads
 
 import kernels as K
 
+from ._threads import one_thread
 from .parameter import Parameter, check_dtype, flat_span, pack
 
 __all__ = [
@@ -546,33 +546,21 @@ class Sequential(Module):
                 return m.dtype
         return None
 
-    # The layers' elementwise kernels (bias/activation passes, BatchNorm, dropout) run on ONE thread here:
-    # they sit between BLAS GEMMs, and a Numba parallel region leaves its OpenMP workers spinning on the
-    # cores the next GEMM's threads need (kernels/linear.py explains the effect). Measured on the 2-core
-    # machine, MLP 784-1024-1024-10 with BatchNorm and dropout, batch 256: ~60 ms per training step with
-    # parallel elementwise kernels, ~19 ms with serial ones. The GEMMs keep all of BLAS's threads.
+    # The layers' kernels run on one Numba thread: they sit between BLAS GEMMs (see nncore/_threads.py).
     def forward(self, x):
-        threads = get_num_threads()
-        set_num_threads(1)
-        try:
+        with one_thread():
             for step in self._steps:
                 x = step.forward(x)
-        finally:
-            set_num_threads(threads)
         return x
 
     def backward(self, dy, *, need_input_grad=True):
         steps = self._steps
         if not steps:
             return dy
-        threads = get_num_threads()
-        set_num_threads(1)
-        try:
+        with one_thread():
             for step in reversed(steps[1:]):
                 dy = step.backward(dy)
             return steps[0].backward(dy, need_input_grad=need_input_grad)
-        finally:
-            set_num_threads(threads)
 
     def _config(self):
         return {"layers": [layer.config() for layer in self.layers]}

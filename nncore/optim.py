@@ -47,6 +47,7 @@ from kernels.optim import (
     sgd_update,
 )
 
+from ._threads import one_thread
 from .device import array_module, to_numpy
 from .parameter import Parameter, flat_span
 
@@ -216,11 +217,12 @@ class Optimizer:
         if closure is not None:
             raise TypeError("nncore optimizers do not support a closure: compute the loss and gradients first, "
                             "then call step()")
-        for group, st in zip(self.param_groups, self._states):
-            if st.units is None:
-                self._allocate(group, st)
-            st.step += 1
-            self._step_group(group, st)
+        with one_thread():  # the update sits between GEMMs of the training loop: see nncore/_threads.py
+            for group, st in zip(self.param_groups, self._states):
+                if st.units is None:
+                    self._allocate(group, st)
+                st.step += 1
+                self._step_group(group, st)
 
     def zero_grad(self):
         """Set every gradient to zero (one fill per flat span). Not needed with nncore's backward, which
