@@ -33,7 +33,7 @@ import numpy as np
 
 import kernels as K
 
-from ._threads import one_thread
+from ._threads import one_thread_for
 from .parameter import Parameter, check_dtype, flat_span, pack
 
 __all__ = [
@@ -528,6 +528,9 @@ class Sequential(Module):
                 raise TypeError(f"Sequential takes Modules; argument {i} is a {type(layer).__name__}")
         self.layers = list(layers)
         self._steps = _plan(self.layers)
+        self._widest = max([getattr(m, a, 0) for m in self.modules()
+                            for a in ("in_features", "out_features", "num_features")] + [0])
+        self._rows = 0
         self._flat, self._flat_grad = pack(self.parameters())
 
     def children(self):
@@ -547,8 +550,10 @@ class Sequential(Module):
         return None
 
     # The layers' kernels run on one Numba thread: they sit between BLAS GEMMs (see nncore/_threads.py).
+    # The widest activation of a batch bounds the size of every elementwise kernel call.
     def forward(self, x):
-        with one_thread():
+        self._rows = x.shape[0] if hasattr(x, "shape") and len(x.shape) else 0
+        with one_thread_for(self._rows * max(self._widest, x.shape[-1] if self._rows else 0)):
             for step in self._steps:
                 x = step.forward(x)
         return x
@@ -557,7 +562,7 @@ class Sequential(Module):
         steps = self._steps
         if not steps:
             return dy
-        with one_thread():
+        with one_thread_for(self._rows * max(self._widest, dy.shape[-1])):
             for step in reversed(steps[1:]):
                 dy = step.backward(dy)
             return steps[0].backward(dy, need_input_grad=need_input_grad)

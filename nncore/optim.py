@@ -47,7 +47,7 @@ from kernels.optim import (
     sgd_update,
 )
 
-from ._threads import one_thread
+from ._threads import one_thread_for
 from .device import array_module, to_numpy
 from .parameter import Parameter, flat_span
 
@@ -138,6 +138,7 @@ class Optimizer:
         self.defaults = defaults
         self.param_groups = []
         self._states = []
+        self._numel = 0  # the largest group: bounds the size of one kernel call of step()
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
@@ -174,6 +175,7 @@ class Optimizer:
         self._validate(group)
         self.param_groups.append(group)
         self._states.append(_GroupState(flat_span(params)))
+        self._numel = max(self._numel, sum(p.size for p in params))
 
     # ---- per-optimizer hooks
 
@@ -217,7 +219,7 @@ class Optimizer:
         if closure is not None:
             raise TypeError("nncore optimizers do not support a closure: compute the loss and gradients first, "
                             "then call step()")
-        with one_thread():  # the update sits between GEMMs of the training loop: see nncore/_threads.py
+        with one_thread_for(self._numel):  # the update sits between GEMMs of a training loop: nncore/_threads.py
             for group, st in zip(self.param_groups, self._states):
                 if st.units is None:
                     self._allocate(group, st)

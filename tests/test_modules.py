@@ -793,3 +793,30 @@ def test_training_steps_match_torch(rng):
             assert_close(p.data, v.T if p.data.ndim == 2 else v, 1e-10, 1e-12, f"{name} after step {step}")
     for name, b in model.named_buffers():
         assert_close(b, tmodel.state_dict()[name].numpy(), 1e-10, 1e-12, name)
+
+
+def test_training_step_kernels_run_on_one_thread_and_the_thread_count_is_restored(rng, monkeypatch):
+    # Sequential and Optimizer.step run their kernels on one Numba thread when a call could go parallel
+    # (nncore/_threads.py); the caller's thread count comes back afterwards, also after an error.
+    import numba
+
+    import kernels as K
+    from nncore import optim
+
+    seen = []
+    real = K.activation_forward
+    monkeypatch.setattr(K, "activation_forward", lambda *a, **k: (seen.append(numba.get_num_threads()), real(*a, **k))[1])
+    before = numba.get_num_threads()
+    model = MLP([8, 300, 4], activation="relu", batchnorm=True, seed=0)  # BN between Linear and ReLU: not fused
+    big = rng.standard_normal((200, 8)).astype(np.float32)  # 200 x 300 activations: the parallel path's size
+    model(big)
+    model(big[:3])
+    assert seen == [1, before]
+    assert numba.get_num_threads() == before
+    with pytest.raises(ValueError):
+        model(rng.standard_normal((200, 7)).astype(np.float32))
+    assert numba.get_num_threads() == before
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    model.backward(np.ones((3, 4), np.float32))
+    opt.step()
+    assert numba.get_num_threads() == before
