@@ -217,7 +217,8 @@ def synthetic(rng, n=240, features=5, classes=3):
 def test_csv_file_linear_model_save_evaluate(capsys, tmp_path, rng):
     X, labels = synthetic(rng)
     path = tmp_path / "train.csv"
-    rows = ["a,b,c,d,e,label"] + [",".join(f"{v:.17g}" for v in x) + f",{c + 1}" for x, c in zip(X, labels, strict=True)]
+    rows = ["a,b,c,d,e,label"] + [",".join(f"{v:.17g}" for v in x) + f",{c + 1}"
+                                  for x, c in zip(X, labels, strict=True)]
     path.write_text("\n".join(rows) + "\n")
     ck = tmp_path / "lin.npz"
     # no hidden widths: a linear (softmax regression) model, enough for linearly separable classes

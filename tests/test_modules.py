@@ -805,7 +805,11 @@ def test_training_step_kernels_run_on_one_thread_and_the_thread_count_is_restore
 
     seen = []
     real = K.activation_forward
-    monkeypatch.setattr(K, "activation_forward", lambda *a, **k: (seen.append(numba.get_num_threads()), real(*a, **k))[1])
+    def spy(*args, **kwargs):
+        seen.append(numba.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(K, "activation_forward", spy)
     before = numba.get_num_threads()
     model = MLP([8, 300, 4], activation="relu", batchnorm=True, seed=0)  # BN between Linear and ReLU: not fused
     big = rng.standard_normal((200, 8)).astype(np.float32)  # 200 x 300 activations: the parallel path's size

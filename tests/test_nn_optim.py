@@ -251,7 +251,8 @@ def test_signature_and_defaults_match_torch(name):
     theirs = inspect.signature(getattr(torch.optim, name)).parameters
     for arg, param in ours.items():
         assert arg in theirs, f"{name}: torch has no argument {arg!r}"
-        assert param.default == theirs[arg].default, f"{name}({arg}=...): {param.default} vs torch {theirs[arg].default}"
+        assert param.default == theirs[arg].default, \
+            f"{name}({arg}=...): {param.default} vs torch {theirs[arg].default}"
     # our positional arguments are torch's first ones, in torch's order (the flags after them are keyword-only)
     positional = [a for a, p in ours.items() if p.kind == p.POSITIONAL_OR_KEYWORD]
     assert positional == list(theirs)[:len(positional)]
