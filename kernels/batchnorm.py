@@ -156,11 +156,13 @@ def _finish_stats(s1, s2, shift, n, mean, var):
 def _first_block_mean(x, shift):
     """shift = float64 mean of the first REDUCE_BLOCK_ROWS rows (N >= 1), rounded to x's dtype."""
     r = min(REDUCE_BLOCK_ROWS, x.shape[0])
-    for k in range(x.shape[1]):
-        acc = 0.0
-        for i in range(r):
-            acc += x[i, k]
-        shift[k] = acc / r
+    acc = np.zeros(x.shape[1], dtype=np.float64)
+    for i in range(r):  # row by row: contiguous, vectorised along the columns
+        xi = x[i]
+        for k in range(xi.shape[0]):
+            acc[k] += xi[k]
+    for k in range(acc.shape[0]):
+        shift[k] = acc[k] / r
 
 
 # The per-column steps between the passes (C values each) are compiled too: a dozen small NumPy
