@@ -170,3 +170,20 @@ def assert_same_bits_at_one_and_two_threads(fn):
             j = _index(diff[0], a.shape)
             raise AssertionError(f"result {i}: {diff.size} of {a.size} elements differ between 1 and 2 threads; "
                                  f"first at {j}: {a[j]!r} vs {b[j]!r}")
+
+
+def numeric_grad(f, x, h=1e-6):
+    """Central finite differences of the scalar function ``f()`` with respect to the float64 array ``x``,
+    perturbing ``x`` in place entry by entry (and restoring it). Truncation error ~h^2, rounding ~1e-16/h."""
+    assert x.dtype == np.float64 and np.shares_memory(x.reshape(-1), x)
+    g = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        fp = f()
+        flat[i] = old - h
+        fm = f()
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * h)
+    return g

@@ -36,7 +36,7 @@ from nncore import (
     from_config,
 )
 from nncore.parameter import Parameter, flat_span
-from tests.helpers import DTYPE_IDS, DTYPE_TOLS, assert_close, random_array
+from tests.helpers import DTYPE_IDS, DTYPE_TOLS, assert_close, numeric_grad, random_array
 
 EPS = {np.float32: float(np.finfo(np.float32).eps), np.float64: float(np.finfo(np.float64).eps)}
 # (class, kwargs, oracle kind, slope); LeakyReLU with a large slope so its negative side shows in gradients
@@ -67,24 +67,7 @@ def _randomize(model, rng):
 # ------------------------------------------------------------------------------------------------------
 # finite differences (float64)
 
-H = 1e-6
 FD_RTOL, FD_ATOL = 1e-6, 1e-8
-
-
-def _central_differences(f, a):
-    """d f / d a by central differences, perturbing the array ``a`` in place entry by entry."""
-    flat = a.reshape(-1)
-    assert np.shares_memory(flat, a)
-    g = np.empty(a.size)
-    for i in range(a.size):
-        old = flat[i]
-        flat[i] = old + H
-        fp = f()
-        flat[i] = old - H
-        fm = f()
-        flat[i] = old
-        g[i] = (fp - fm) / (2 * H)
-    return g.reshape(a.shape)
 
 
 def _kink_margin(model, x):
@@ -122,10 +105,10 @@ def _check_model_gradients(model, x, loss_of, need_input_grad):
     def loss():
         return loss_of(forward())[0]
 
-    assert_close(analytic, _central_differences(loss, data), FD_RTOL, FD_ATOL, "parameter gradients")
+    assert_close(analytic, numeric_grad(loss, data), FD_RTOL, FD_ATOL, "parameter gradients")
     if need_input_grad:
         assert dx.shape == x.shape and dx.dtype == x.dtype
-        assert_close(dx, _central_differences(loss, x), FD_RTOL, FD_ATOL, "input gradient")
+        assert_close(dx, numeric_grad(loss, x), FD_RTOL, FD_ATOL, "input gradient")
     else:
         assert dx is None
 
