@@ -30,3 +30,12 @@ def test_wheel_contains_kernels_and_nncore(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                          cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}).stdout
     assert str(target) in out
+
+
+def test_import_needs_no_gpu_stack_and_no_optional_extras():
+    # `import nncore` must work (and stay quick) on a CPU-only machine: the CUDA kernels, CuPy, scikit-learn,
+    # matplotlib and tqdm load only when something asks for them
+    code = ("import sys, kernels, nncore; "
+            "print(sorted(m for m in ('numba.cuda', 'cupy', 'sklearn', 'matplotlib', 'tqdm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"

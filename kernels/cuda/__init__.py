@@ -1,0 +1,42 @@
+"""CUDA kernels (numba.cuda): one module per CPU module of ``kernels``, imported only when needed.
+
+``import kernels`` never imports numba.cuda, so a machine without a GPU (or without numba-cuda) pays
+nothing. The CUDA kernels call the same scalar helpers as the CPU kernels (``@njit`` functions with scalar
+code only, such as ``kernels.optim._adam_elem``; numba-cuda compiles a CPU dispatcher called from a kernel
+as a device function), so the per-element arithmetic of the two targets cannot drift apart.
+
+Launches go to CuPy's current stream when CuPy is in use, and never synchronise. The kernels take device
+arrays (CuPy, or anything with ``__cuda_array_interface__``) and, under the Numba CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``, how CI runs them without a GPU), plain NumPy arrays.
+
+Status: the optimizer updates (``kernels.cuda.optim``) are written and checked in the simulator; the public
+``kernels`` functions do not dispatch device arrays to them yet (that needs validation of CuPy arrays and a
+real GPU to test on).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from numba import config, cuda
+
+# Threads per block for elementwise kernels: a multiple of the warp size that keeps enough blocks resident
+# per SM; the grid is capped and the kernels stride over the rest, so any n works with one launch.
+THREADS = 256
+MAX_BLOCKS = 4096
+WARP = 32
+
+
+def elementwise_grid(n):
+    """(blocks, threads) for a grid-stride loop over n elements; small n gets one small block."""
+    if n <= THREADS:
+        return 1, max(WARP, -(-n // WARP) * WARP)
+    return min(-(-n // THREADS), MAX_BLOCKS), THREADS
+
+
+def current_stream():
+    """CuPy's current stream as a Numba stream when CuPy is in use, else Numba's default stream."""
+    cupy = sys.modules.get("cupy")
+    if cupy is None or config.ENABLE_CUDASIM:
+        return cuda.default_stream()
+    return cuda.external_stream(cupy.cuda.get_current_stream().ptr)
