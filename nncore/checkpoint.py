@@ -62,7 +62,15 @@ def save(path, model, optimizer=None, schedule=None, **extra):
     meta = {"format": FORMAT, "version": VERSION, "model": model.config(), "fit": fit_state, "extra": {}}
     if optimizer is not None:
         sd = optimizer.state_dict()
-        groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
+        # the groups' parameters as indices into model.parameters() (the optimizer may hold a subset)
+        position = {id(p): i for i, p in enumerate(model.parameters())}
+        groups = []
+        for g, live in zip(sd["param_groups"], optimizer.param_groups):
+            missing = [i for i, p in enumerate(live["params"]) if id(p) not in position]
+            if missing:
+                raise ValueError(f"the optimizer holds parameters that are not the model's (group {len(groups)}, "
+                                 f"parameters {missing}); save the model the optimizer was built on")
+            groups.append({**g, "params": [position[id(p)] for p in live["params"]]})
         state = {}
         for gi, st in sd["state"].items():
             state[str(gi)] = {}
@@ -89,8 +97,13 @@ def save(path, model, optimizer=None, schedule=None, **extra):
 
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot save checkpoint {path!r}: directory {directory!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save checkpoint {path!r}: it is a directory")
     fd, tmp = tempfile.mkstemp(prefix=".nncore-", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes the file private (0600); a checkpoint is a normal file
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -101,6 +114,12 @@ def save(path, model, optimizer=None, schedule=None, **extra):
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class Checkpoint:
@@ -145,16 +164,26 @@ def load(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint file {path!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
-        raise ValueError(f"{path!r} is not a readable .npz checkpoint: {e}") from None
-    if "__meta__" not in arrays:
-        raise ValueError(f"{path!r} is not an nncore checkpoint (it has no __meta__ entry)")
-    meta = json.loads(str(arrays.pop("__meta__")))
+        z = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        raise ValueError(f"{path!r} is not a readable .npz checkpoint") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path!r} is a single .npy array, not an .npz checkpoint")
+    with z:
+        if "__meta__" not in z.files:
+            raise ValueError(f"{path!r} is not an nncore checkpoint (it has no __meta__ entry)")
+        arrays = {k: z[k] for k in z.files}
+    try:
+        meta = json.loads(str(arrays.pop("__meta__")))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path!r}: its __meta__ entry is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path!r}: its __meta__ entry is not a JSON object")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(f"{path!r} has format {meta.get('format')!r} version {meta.get('version')!r}; this nncore "
                          f"reads {FORMAT!r} version {VERSION}")
+    if "model" not in meta:
+        raise ValueError(f"{path!r}: the checkpoint has no model configuration")
     model = from_config(meta["model"])
     model.load_state_dict(_section(arrays, "model/"))
 

@@ -126,7 +126,7 @@ def build_parser():
     g = t.add_argument_group("learning-rate schedule")
     g.add_argument("--schedule", choices=SCHEDULES, default="none",
                    help="per-epoch schedule: step (lr *= gamma every step-size epochs), exponential (lr *= gamma "
-                        "each epoch), cosine (to 0 at the last epoch), plateau (lr *= gamma after "
+                        "each epoch), cosine (towards 0 at the end of training), plateau (lr *= gamma after "
                         f"{PLATEAU_PATIENCE} epochs without improvement of val_loss, or loss without validation)")
     g.add_argument("--step-size", type=_count, default=None, metavar="EPOCHS",
                    help="epochs between decays of the step schedule (default 10)")
@@ -172,6 +172,8 @@ def _check_output_dir(option, path):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise UsageError(f"{option} {path}: directory {directory!r} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path}: is a directory; give a file name")
 
 
 def _build_optimizer(args, params):
@@ -205,7 +207,8 @@ def _build_schedule(args, opt):
     elif kind == "exponential":
         after = schedules.ExponentialLR(opt, gamma=gamma)
     elif kind == "cosine":
-        # the cosine counts its epochs from the end of the warmup and reaches its minimum at the last one
+        # the cosine counts its epochs from the end of the warmup and would reach 0 one epoch after the last
+        # (so the last epoch still trains with a small, non-zero lr)
         after = schedules.CosineAnnealingLR(opt, T_max=max(1, args.epochs - warmup))
     elif kind == "plateau":
         after = schedules.ReduceLROnPlateau(opt, factor=gamma, patience=PLATEAU_PATIENCE)

@@ -36,6 +36,7 @@ class Loss:
 
     def __call__(self, input, target):
         loss, self._grad = self._compute(input, target)
+        self._loss_shape = np.shape(loss)
         return loss if self.reduction == "none" else float(loss)
 
     forward = __call__
@@ -50,6 +51,9 @@ class Loss:
         if self.reduction != "none":
             raise ValueError("grad_output is only meaningful with reduction='none'")
         g = np.asarray(grad_output, dtype=self._grad.dtype)
+        if g.shape != self._loss_shape:
+            raise ValueError(f"grad_output has shape {g.shape}; the loss (reduction='none') has shape "
+                             f"{self._loss_shape}")
         return self._grad * (g.reshape(g.shape + (1,) * (self._grad.ndim - g.ndim)))
 
     def _compute(self, input, target):

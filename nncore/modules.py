@@ -240,7 +240,7 @@ class Linear(Module):
             std = np.sqrt(2.0 / (in_features + out_features))
         self.weight = Parameter((rng.standard_normal((in_features, out_features)) * std).astype(dtype))
         self.bias = Parameter(np.zeros(out_features, dtype)) if bias else None
-        self._flat, self._flat_grad = pack(self.parameters())
+        pack(self.parameters())
         self._saved = None
         self._workspaces = {}
 
@@ -366,18 +366,19 @@ class Dropout(Module):
         seed = _check_seed(seed)
         self.seed = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0]) if seed is None else seed
         self.counter = 0
-        self._counter_buf = np.zeros((), np.uint64)
+        self._rng_bufs = np.zeros(2, np.uint64)  # (seed, counter), the dropout stream's state
         self._saved = None
 
     def _config(self):
         return {"p": self.p, "seed": self.seed}
 
     def _own_buffers(self):
-        self._counter_buf[...] = self.counter
-        return [("rng_counter", self._counter_buf)]
+        # the seed is state too: model.manual_seed (called by fit) replaces the one the config was built with
+        self._rng_bufs[:] = (self.seed, self.counter)
+        return [("rng_seed", self._rng_bufs[0:1].reshape(())), ("rng_counter", self._rng_bufs[1:2].reshape(()))]
 
     def _buffers_loaded(self):
-        self.counter = int(self._counter_buf)
+        self.seed, self.counter = int(self._rng_bufs[0]), int(self._rng_bufs[1])
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
@@ -421,7 +422,7 @@ class BatchNorm1d(Module):
         dtype = check_dtype(dtype)
         self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
         self.bias = Parameter(np.zeros(num_features, dtype)) if affine else None
-        self._flat, self._flat_grad = pack(self.parameters())
+        pack(self.parameters())
         self._dtype = dtype
         if track_running_stats:
             self.running_mean = np.zeros(num_features, dtype)
@@ -453,13 +454,14 @@ class BatchNorm1d(Module):
         gamma = self.weight.data if self.affine else None
         beta = self.bias.data if self.affine else None
         momentum = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked += 1
-            if self.momentum is None:
-                momentum = 1.0 / float(self.num_batches_tracked)
+        counting = self.training and self.track_running_stats
+        if counting and self.momentum is None:
+            momentum = 1.0 / float(self.num_batches_tracked + 1)  # cumulative average over the batches so far
         y, mean, invstd = K.batchnorm_forward(
             x, gamma, beta, self.running_mean, self.running_var, training=self.training, momentum=momentum,
             eps=self.eps)
+        if counting:  # after the kernel accepted the batch: a rejected one leaves the module as it was
+            self.num_batches_tracked += 1
         self._saved = (x, mean, invstd, self.training or not self.track_running_stats)
         return y
 
@@ -531,7 +533,7 @@ class Sequential(Module):
         self._widest = max([getattr(m, a, 0) for m in self.modules()
                             for a in ("in_features", "out_features", "num_features")] + [0])
         self._rows = 0
-        self._flat, self._flat_grad = pack(self.parameters())
+        pack(self.parameters())  # the children's own buffers are dropped: the model's pair replaces them
 
     def children(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]

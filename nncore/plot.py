@@ -5,7 +5,7 @@
 
 Left panel: ``loss`` and ``val_loss`` against the epoch (1-based); right panel, for classification only:
 ``accuracy`` and ``val_accuracy``. The best epoch of early stopping (``history.best_epoch``, the weights
-the model kept) is marked with a dashed line. A loss that falls by more than two orders of magnitude (a
+the model kept) is marked with a dotted line. A loss that falls by more than two orders of magnitude (a
 regression's MSE, typically) is drawn on a log scale so that the later epochs stay readable.
 
 matplotlib is imported on the first call, not with nncore, and only its object API is used (a ``Figure``

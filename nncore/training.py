@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, NLLLoss
-from .modules import Module
+from .modules import BatchNorm1d, Dropout, Module
 from .optim import Optimizer, clip_grad_norm_
 from .parameter import flat_span
 
@@ -36,7 +36,7 @@ class History:
     def __init__(self, history=None, best_epoch=None, stopped_epoch=None):
         self.history = {k: list(v) for k, v in (history or {}).items()}
         self.best_epoch = best_epoch        # 1-based epoch whose weights were restored, if any
-        self.stopped_epoch = stopped_epoch  # 1-based epoch after which early stopping ended the run
+        self.stopped_epoch = stopped_epoch  # 1-based epoch after which early stopping or a callback ended the run
 
     def __getitem__(self, key):
         return self.history[key]
@@ -147,58 +147,92 @@ def _as_targets(y, n, task, dtype, name="y"):
 
 
 def _correct(out, y, task):
-    """Number of correct predictions in a batch (classification only)."""
+    """(correct predictions, predictions) in a batch: one per row for classification, one per output for
+    the binary (BCE) task, which may have several independent labels per row."""
     if task == "classification":
         if y.ndim == 2:  # probability targets: compare with the most likely class
-            return int(np.count_nonzero(out.argmax(axis=1) == y.argmax(axis=1)))
-        return int(np.count_nonzero(out.argmax(axis=1) == y))
-    return int(np.count_nonzero((out > 0) == (y > 0.5)))
+            return int(np.count_nonzero(out.argmax(axis=1) == y.argmax(axis=1))), y.shape[0]
+        return int(np.count_nonzero(out.argmax(axis=1) == y)), y.shape[0]
+    return int(np.count_nonzero((out > 0) == (y > 0.5))), y.size
 
 
-def _batches(n, batch_size):
-    return range(0, n, batch_size)
+def _check_mean_loss(loss):
+    if loss.reduction != "mean":
+        raise ValueError(f"fit and evaluate average the loss over batches: they need reduction='mean', got "
+                         f"{type(loss).__name__}(reduction={loss.reduction!r})")
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _batch_bounds(n, batch_size, merge_single=False):
+    """(start, stop) of each batch. ``merge_single``: a last batch of one row joins the one before it, since
+    BatchNorm cannot normalise a single row in training mode (torch raises; users then pass drop_last)."""
+    bounds = [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
+    if merge_single and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def _modes(model):
+    """Every module's train/eval flag, to put back after a call that switches modes."""
+    return [(m, m.training) for m in model.modules()]
+
+
+def _restore_modes(modes):
+    for m, training in modes:
+        m.training = training
 
 
 def evaluate(model, X, y, *, loss, batch_size=1024):
     """Loss (and accuracy for classification losses) of ``model`` on (X, y) in eval mode, as a dict.
 
-    The loss is the mean over all rows (each batch's "mean" weighted by its size); the model's train/eval
-    mode is restored afterwards.
+    The loss is the mean over all rows (each batch's "mean" weighted by its size); accuracy is the fraction
+    of rows classified correctly (for BCEWithLogitsLoss: of outputs, each thresholded at 0). Every module's
+    train/eval mode is restored afterwards.
     """
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be an nncore loss (e.g. nncore.CrossEntropyLoss()), got {type(loss).__name__}")
+    _check_mean_loss(loss)
+    batch_size = _check_batch_size(batch_size)
     task = _task(loss)
     X = _as_inputs(X, model)
     y = _as_targets(y, X.shape[0], task, model.dtype)
-    was_training = model.training
+    modes = _modes(model)
     model.eval()
-    total, correct = 0.0, 0
+    total, correct, counted = 0.0, 0, 0
     try:
-        for start in _batches(X.shape[0], batch_size):
-            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+        for start, stop in _batch_bounds(X.shape[0], batch_size):
+            xb, yb = X[start:stop], y[start:stop]
             out = model(xb)
             total += loss(out, yb) * xb.shape[0]
             if task != "regression":
-                correct += _correct(out, yb, task)
+                c, k = _correct(out, yb, task)
+                correct, counted = correct + c, counted + k
     finally:
-        model.train(was_training)
-    n = max(1, X.shape[0])
-    metrics = {"loss": total / n}
+        _restore_modes(modes)
+    metrics = {"loss": total / max(1, X.shape[0])}
     if task != "regression":
-        metrics["accuracy"] = correct / n
+        metrics["accuracy"] = correct / max(1, counted)
     return metrics
 
 
 def predict(model, X, *, batch_size=1024):
-    """The model's outputs for X (eval mode, in batches), one array."""
+    """The model's outputs for X (eval mode, in batches), one array; every module's mode is restored."""
+    batch_size = _check_batch_size(batch_size)
     X = _as_inputs(X, model)
-    was_training = model.training
+    modes = _modes(model)
     model.eval()
     try:
-        outs = [model(X[s:s + batch_size]).copy() for s in _batches(X.shape[0], batch_size)]
+        if X.shape[0] == 0:
+            return model(X).copy()  # (0, outputs): the model knows its output width
+        outs = [model(X[s:e]).copy() for s, e in _batch_bounds(X.shape[0], batch_size)]
     finally:
-        model.train(was_training)
-    return np.concatenate(outs) if outs else np.empty((0, 0), dtype=model.dtype)
+        _restore_modes(modes)
+    return np.concatenate(outs)
 
 
 def _split_validation(X, y, fraction, seed):
@@ -215,21 +249,39 @@ def _split_validation(X, y, fraction, seed):
     return X[tr], y[tr], (X[va], y[va])
 
 
-def _finite_or_raise(loss, epoch, step, batch, params, backup, buffers, buffer_backup):
-    if math.isfinite(loss):
-        return
-    # leave the model as it was after the last step with a finite loss: the buffers (BatchNorm running
-    # statistics) this forward touched are put back, and if that step's update overflowed the parameters
-    # they return to their values before it.
-    for dst, src in zip(buffers, buffer_backup):
-        dst[...] = src
-    note = ""
-    if params is not None and not np.all(np.isfinite(params)):
-        params[...] = backup
-        note = " (the previous update made parameters non-finite; they were restored to their values before it)"
-    raise FloatingPointError(
-        f"loss is {loss} at epoch {epoch}, step {step} (batch {batch} of the epoch); training stopped and the "
-        f"model keeps its last finite state{note}. Try a smaller learning rate or clip_grad_norm=...")
+class _LastFiniteState:
+    """What fit puts back when a loss is not finite, so the model is left as after the last step whose loss
+    was finite: BatchNorm's running statistics and the dropout counters (moved by the bad forward), and the
+    parameters of before the last update if that update made them non-finite."""
+
+    def __init__(self, model, flat):
+        drops = [m for m in model.modules() if isinstance(m, Dropout)]
+        self.drops = drops
+        self.buffers = [b for m in model.modules() if not isinstance(m, Dropout) for _, b in m._own_buffers()]
+        self.copies = [np.array(b, copy=True) for b in self.buffers]
+        self.counters = [d.counter for d in drops]
+        self.flat, self.backup, self.updated = flat, None if flat is None else flat.copy(), False
+
+    def before_forward(self):
+        for dst, src in zip(self.copies, self.buffers):
+            dst[...] = src
+        self.counters = [d.counter for d in self.drops]
+
+    def before_update(self):
+        if self.flat is not None:
+            self.backup[...] = self.flat
+            self.updated = True
+
+    def restore(self):
+        """Put the state back; returns a note for the error message."""
+        for dst, src in zip(self.buffers, self.copies):
+            dst[...] = src
+        for d, c in zip(self.drops, self.counters):
+            d.counter = c
+        if self.updated and not np.all(np.isfinite(self.flat)):
+            self.flat[...] = self.backup
+            return " (the previous update made parameters non-finite; they were restored to their values before it)"
+        return ""
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -252,7 +304,9 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size=32, validation_data=
     checkpoint: a path saved (atomically) after every epoch; resume: a checkpoint path to continue from.
 
     A non-finite loss raises FloatingPointError naming the epoch and step, leaving the model at its last
-    finite state.
+    finite state. The loss must use reduction="mean". With a BatchNorm1d in the model, a last batch of one
+    row joins the batch before it (a single row cannot be batch-normalised). Every module's train/eval mode
+    is restored when fit returns; a run that early stopping (or a callback) ended stays ended on resume.
     """
     from . import checkpoint as ckpt
 
@@ -262,6 +316,7 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size=32, validation_data=
         raise TypeError(f"loss must be an nncore loss (e.g. nncore.CrossEntropyLoss()), got {type(loss).__name__}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be an nncore.optim optimizer, got {type(optimizer).__name__}")
+    _check_mean_loss(loss)
     for name, v, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("seed", seed, 0)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
@@ -291,84 +346,99 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size=32, validation_data=
             raise ValueError(f"early stopping monitors {stopper.monitor!r} but there is no validation data: pass "
                              "validation_data or validation_split, or monitor 'loss'")
         stopper.reset()
+    if schedule is not None and getattr(schedule, "optimizer", optimizer) is not optimizer:
+        raise ValueError("the schedule was built on another optimizer than the one given to fit")
     callbacks = [getattr(c, "on_epoch_end", c) for c in callbacks]
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0]))
     model.manual_seed(int(seed))
-    history, start_epoch, step = History(), 0, 0
+    history, start_epoch, step, stopped = History(), 0, 0, False
     if resume is not None:
         state = ckpt.load(resume)
+        saved_seed = (state.fit_state or {}).get("seed")
+        if saved_seed is not None and saved_seed != int(seed):
+            raise ValueError(f"resume: the checkpoint was trained with seed={saved_seed}, fit was given seed={seed}; "
+                             "a resumed run must use the same seed to continue the same run")
         start_epoch, step = state.restore_training(model, optimizer, schedule, rng, stopper)
         history = History(**state.fit_state["history"])
+        stopped = bool(state.fit_state.get("stopped", False))
     params = model.parameters()
     span = flat_span(params)
-    flat = span[0] if span is not None else None
-    backup = np.empty_like(flat) if flat is not None else None
-    buffers = [b for _, b in model.named_buffers()]
-    buffer_backup = [np.array(b, copy=True) for b in buffers]
+    guard = _LastFiniteState(model, span[0] if span is not None else None)
     metric_name = "val_loss" if val is not None else "loss"
 
     n = X.shape[0]
+    bounds = _batch_bounds(n, batch_size, merge_single=any(isinstance(m, BatchNorm1d) for m in model.modules()))
     bar = _progress(progress)
+    modes = _modes(model)
     model.train()
-    for epoch in range(start_epoch + 1, epochs + 1):
-        order = rng.permutation(n) if shuffle else np.arange(n)
-        lr = float(optimizer.param_groups[0]["lr"])
-        total, correct = 0.0, 0
-        batches = _batches(n, batch_size)
-        pbar = bar(len(batches), epoch, epochs) if bar else None
-        for b, start in enumerate(batches, 1):
-            idx = order[start:start + batch_size]
-            xb, yb = X[idx], y[idx]
-            step += 1
-            for dst, src in zip(buffer_backup, buffers):
-                dst[...] = src
-            out = model(xb)
-            value = loss(out, yb)
-            _finite_or_raise(value, epoch, step, b, flat, backup, buffers, buffer_backup)
-            model.backward(loss.backward(), need_input_grad=False)
-            if clip_grad_norm is not None:
-                clip_grad_norm_(params, clip_grad_norm)
-            if backup is not None:
-                backup[...] = flat
-            optimizer.step()
-            if schedule is not None and schedule.interval == "step":
-                schedule.step()
-            total += value * idx.size
-            if task != "regression":
-                correct += _correct(out, yb, task)
-            if pbar is not None:
-                pbar.update(1)
-                if b % 10 == 0:
-                    pbar.set_postfix(loss=f"{total / (start + idx.size):.4f}", refresh=False)
-        logs = {"loss": total / n}
-        if task != "regression":
-            logs["accuracy"] = correct / n
-        if val is not None:
-            logs.update({"val_" + k: v for k, v in evaluate(model, *val, loss=loss).items()})
-        logs["lr"] = lr
-        history.append(logs)
-        if pbar is not None:
-            pbar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
-            pbar.close()
-        if schedule is not None and schedule.interval == "epoch":
-            schedule.step(logs[metric_name])  # schedules that do not watch a metric ignore it
-        stop = False
-        if stopper is not None:
-            if stopper.monitor not in logs:
-                raise ValueError(f"early stopping monitors {stopper.monitor!r}, which is not one of {sorted(logs)}")
-            stop = stopper.update(epoch, logs[stopper.monitor], model)
-        for cb in callbacks:
-            stop = bool(cb(epoch, logs)) or stop
-        if stop and stopper is not None:
-            history.stopped_epoch = epoch
-        if checkpoint is not None:
-            ckpt.save(checkpoint, model, optimizer, schedule, _fit_state=dict(
-                epoch=epoch, step=step, rng=rng.bit_generator.state, history=history.state(),
-                early_stopping=None if stopper is None else stopper.state(), seed=int(seed)),
-                _best_state=None if stopper is None else stopper.best_state)
-        if stop:
-            break
+    try:
+        for epoch in range(start_epoch + 1, epochs + 1):
+            if stopped:
+                break
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            lr = float(optimizer.param_groups[0]["lr"])
+            total, correct, counted = 0.0, 0, 0
+            pbar = bar(len(bounds), epoch, epochs) if bar else None
+            try:
+                for b, (start, stop_row) in enumerate(bounds, 1):
+                    idx = order[start:stop_row]
+                    xb, yb = X[idx], y[idx]
+                    step += 1
+                    guard.before_forward()
+                    out = model(xb)
+                    value = loss(out, yb)
+                    if not math.isfinite(value):
+                        note = guard.restore()
+                        raise FloatingPointError(
+                            f"loss is {value} at epoch {epoch}, step {step} (batch {b} of the epoch); training "
+                            f"stopped and the model keeps its last finite state{note}. Try a smaller learning "
+                            "rate or clip_grad_norm=...")
+                    model.backward(loss.backward(), need_input_grad=False)
+                    if clip_grad_norm is not None:
+                        clip_grad_norm_(params, clip_grad_norm)
+                    guard.before_update()
+                    optimizer.step()
+                    if schedule is not None and schedule.interval == "step":
+                        schedule.step()
+                    total += value * idx.size
+                    if task != "regression":
+                        c, k = _correct(out, yb, task)
+                        correct, counted = correct + c, counted + k
+                    if pbar is not None:
+                        pbar.update(1)
+                        if b % 10 == 0:
+                            pbar.set_postfix(loss=f"{total / stop_row:.4f}", refresh=False)
+                logs = {"loss": total / n}
+                if task != "regression":
+                    logs["accuracy"] = correct / max(1, counted)
+                if val is not None:
+                    logs.update({"val_" + k: v for k, v in evaluate(model, *val, loss=loss).items()})
+                logs["lr"] = lr
+                if pbar is not None:
+                    pbar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
+            finally:
+                if pbar is not None:
+                    pbar.close()
+            history.append(logs)
+            if schedule is not None and schedule.interval == "epoch":
+                schedule.step(logs[metric_name])  # schedules that do not watch a metric ignore it
+            if stopper is not None:
+                if stopper.monitor not in logs:
+                    raise ValueError(f"early stopping monitors {stopper.monitor!r}, which is not one of "
+                                     f"{sorted(logs)}")
+                stopped = stopper.update(epoch, logs[stopper.monitor], model)
+            for cb in callbacks:
+                stopped = bool(cb(epoch, logs)) or stopped
+            if stopped:
+                history.stopped_epoch = epoch
+            if checkpoint is not None:
+                ckpt.save(checkpoint, model, optimizer, schedule, _fit_state=dict(
+                    epoch=epoch, step=step, rng=rng.bit_generator.state, history=history.state(),
+                    early_stopping=None if stopper is None else stopper.state(), seed=int(seed), stopped=stopped),
+                    _best_state=None if stopper is None else stopper.best_state)
+    finally:
+        _restore_modes(modes)
     if stopper is not None and stopper.restore_best_weights and stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
         history.best_epoch = stopper.best_epoch

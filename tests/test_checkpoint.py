@@ -118,3 +118,73 @@ def test_save_errors(tmp_path):
     with pytest.raises(TypeError, match="JSON-serialisable"):
         nncore.save(tmp_path / "x.npz", model, thing=object())
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_optimizer_over_part_of_the_model_round_trips(rng, tmp_path):
+    model = nncore.MLP([4, 6, 3], seed=0)
+    opt = optim.Adam(model.parameters()[2:], lr=0.01)  # the last layer only
+    loss = nncore.CrossEntropyLoss()
+    X = rng.standard_normal((16, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    for _ in range(2):
+        loss(model(X), y)
+        model.backward(loss.backward())
+        opt.step()
+    ck = nncore.load(nncore.save(tmp_path / "ck.npz", model, opt))
+    assert [p.shape for p in ck.optimizer.param_groups[0]["params"]] == [(6, 3), (3,)]
+    for m, o in ((model, opt), (ck.model, ck.optimizer)):
+        loss(m(X), y)
+        m.backward(loss.backward())
+        o.step()
+    for (k, a), (_, b) in zip(model.state_dict().items(), ck.model.state_dict().items()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+    foreign = optim.SGD(nncore.MLP([4, 3], seed=1).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="not the model's"):
+        nncore.save(tmp_path / "x.npz", model, foreign)
+
+
+def test_fitted_dropout_streams_survive_a_round_trip(rng, tmp_path):
+    model = nncore.MLP([4, 8, 3], dropout=0.5, seed=0)
+    model.manual_seed(1234)  # what fit does: the dropout seeds no longer follow from the MLP's seed
+    ck = nncore.load(nncore.save(tmp_path / "ck.npz", model))
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    np.testing.assert_array_equal(model(x), ck.model(x))
+
+
+def test_a_layer_packed_into_a_model_releases_its_own_buffers():
+    import gc
+    import weakref
+
+    layer = nncore.Linear(300, 200, seed=0)
+    own = weakref.ref(layer.weight._flat)
+    model = nncore.Sequential(layer, nncore.ReLU())
+    gc.collect()
+    assert own() is None and model[0] is layer
+
+
+def test_checkpoint_file_mode_follows_the_umask(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = nncore.save(tmp_path / "ck.npz", nncore.Linear(2, 2))
+    finally:
+        os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_more_load_and_save_errors(tmp_path):
+    npy = tmp_path / "a.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(ValueError, match="single .npy array"):
+        nncore.load(npy)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, __meta__=np.array("{not json"))
+    with pytest.raises(ValueError, match="not valid JSON"):
+        nncore.load(bad)
+    nomodel = tmp_path / "nomodel.npz"
+    np.savez(nomodel, __meta__=np.array(json.dumps({"format": "nncore-checkpoint", "version": 1})))
+    with pytest.raises(ValueError, match="no model configuration"):
+        nncore.load(nomodel)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        nncore.save(tmp_path / "nodir" / "x.npz", nncore.Linear(2, 2))
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        nncore.save(tmp_path, nncore.Linear(2, 2))

@@ -307,6 +307,7 @@ def test_bad_files_exit_2_with_one_line(capsys, tmp_path, rng):
         (["train", "--data", plain_npz], r"no array named 'y'"),
         (["train", *SMALL, "--save", tmp_path / "no" / "dir" / "m.npz"], r"--save .*directory .* does not exist"),
         (["train", *SMALL, "--plot", tmp_path / "no" / "p.png"], r"--plot .*directory .* does not exist"),
+        (["train", *SMALL, "--save", tmp_path], r"--save .*: is a directory; give a file name"),
         (["evaluate", missing.with_suffix(".npz")], r"checkpoint file .* does not exist"),
         (["evaluate", not_ckpt], r"not a readable .npz checkpoint"),
         (["evaluate", plain_npz], r"not an nncore checkpoint"),

@@ -523,8 +523,8 @@ def test_state_dict_round_trip_restores_parameters_buffers_and_dropout_masks(rng
     state = model.state_dict()
     assert list(state) == ["0.weight", "0.bias", "1.weight", "1.bias", "4.weight", "4.bias", "5.weight",
                            "5.bias", "8.weight", "8.bias", "1.running_mean", "1.running_var",
-                           "1.num_batches_tracked", "3.rng_counter", "5.running_mean", "5.running_var",
-                           "5.num_batches_tracked", "7.rng_counter"]
+                           "1.num_batches_tracked", "3.rng_seed", "3.rng_counter", "5.running_mean", "5.running_var",
+                           "5.num_batches_tracked", "7.rng_seed", "7.rng_counter"]
     assert int(state["1.num_batches_tracked"]) == 3 and int(state["3.rng_counter"]) == 3
     assert not np.shares_memory(state["0.weight"], model[0].weight.data)  # copies, not views
 

@@ -253,3 +253,10 @@ def test_errors_from_the_kernels_reach_the_caller(rng):
         NLLLoss()(x, rng.uniform(size=(3, 4)))
     with pytest.raises(ValueError, match="shape"):
         MSELoss()(x, rng.standard_normal((3, 5)))
+
+
+def test_backward_grad_output_must_match_the_loss_shape(rng):
+    loss = CrossEntropyLoss(reduction="none")
+    loss(rng.standard_normal((3, 4)), rng.integers(0, 4, 3))
+    with pytest.raises(ValueError, match=r"grad_output has shape \(3, 3\); the loss .* has shape \(3,\)"):
+        loss.backward(np.ones((3, 3)))

@@ -292,3 +292,114 @@ def test_fit_rejects_bad_data(rng):
     with pytest.raises(ValueError, match=r"expects input of shape \(N, 5\)"):
         nncore.fit(model, X[:, :4], y, **kw)
     assert math.isfinite(nncore.evaluate(model, X, y, loss=nncore.CrossEntropyLoss())["loss"])
+
+
+# ---- regressions found in review -------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_non_finite_first_step_leaves_parameters_and_dropout_counters_alone(rng):
+    X, y = _blobs(rng, n=32)
+    model = nncore.MLP([5, 8, 3], dropout=0.5, seed=0)
+    model[0].weight.data[0, 0] = np.nan
+    before = _params(model)
+    with pytest.raises(FloatingPointError, match="epoch 1, step 1") as e:
+        nncore.fit(model, X, y, loss=nncore.CrossEntropyLoss(), optimizer=optim.SGD(model.parameters(), lr=0.1),
+                   epochs=1, batch_size=16, progress=False)
+    assert "restored" not in str(e.value)  # no update happened, nothing to restore
+    np.testing.assert_array_equal(_params(model), before)  # (NaN compares equal here)
+    assert model[2].counter == 0
+
+
+def test_a_run_ended_by_early_stopping_stays_ended_on_resume(rng, tmp_path):
+    X, y = _blobs(rng, n=60)
+    path = tmp_path / "ck.npz"
+
+    def run(epochs, resume=None):
+        model = nncore.MLP([5, 3], seed=0)
+        hist = nncore.fit(model, X, y, loss=nncore.CrossEntropyLoss(),
+                          optimizer=optim.SGD(model.parameters(), lr=0.1, maximize=True), epochs=epochs,
+                          batch_size=20, early_stopping=nncore.EarlyStopping("loss", patience=1,
+                                                                             restore_best_weights=False),
+                          checkpoint=None if resume else path, resume=resume, progress=False)
+        return model, hist
+
+    m1, h1 = run(6)  # gradient ascent: the loss never improves after epoch 1, stop after epoch 2
+    assert h1.stopped_epoch == 2
+    m2, h2 = run(10, resume=path)
+    assert h2.epochs == 2 and h2.stopped_epoch == 2
+    np.testing.assert_array_equal(_params(m1), _params(m2))
+
+
+def test_batchnorm_model_with_a_one_row_last_batch_trains(rng):
+    X, y = _blobs(rng, n=33)
+    model = nncore.MLP([5, 8, 3], batchnorm=True, seed=0)
+    nncore.fit(model, X, y, loss=nncore.CrossEntropyLoss(), optimizer=optim.SGD(model.parameters(), lr=0.1),
+               epochs=2, batch_size=16, progress=False)  # 16 + 16 + 1: the single row joins the second batch
+    assert int(model[1].num_batches_tracked) == 4
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        model(X[:1])
+    assert int(model[1].num_batches_tracked) == 4  # a rejected batch is not counted
+
+
+def test_fit_evaluate_predict_restore_each_modules_mode(rng):
+    X, y = _blobs(rng, n=40)
+    model = nncore.MLP([5, 8, 3], batchnorm=True, dropout=0.2, seed=0)
+    model[1].eval()  # a frozen BatchNorm inside a model in training mode
+    expected = [m.training for m in model.modules()]
+    loss = nncore.CrossEntropyLoss()
+    nncore.evaluate(model, X, y, loss=loss)
+    nncore.predict(model, X)
+    nncore.fit(model, X, y, loss=loss, optimizer=optim.SGD(model.parameters(), lr=0.1), epochs=1, progress=False)
+    assert [m.training for m in model.modules()] == expected
+
+
+def test_multi_label_bce_accuracy_counts_outputs(rng):
+    X = rng.standard_normal((30, 4)).astype(np.float32)
+    Y = (rng.random((30, 3)) < 0.5).astype(np.float32)
+    model = nncore.MLP([4, 3], seed=0)
+    out = nncore.predict(model, X)
+    metrics = nncore.evaluate(model, X, Y, loss=nncore.BCEWithLogitsLoss(), batch_size=7)
+    assert metrics["accuracy"] == np.mean((out > 0) == (Y > 0.5))
+
+
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_fit_and_evaluate_need_a_mean_loss(rng, reduction):
+    X, y = _blobs(rng, n=20)
+    model = nncore.MLP([5, 3], seed=0)
+    loss = nncore.CrossEntropyLoss(reduction=reduction)
+    with pytest.raises(ValueError, match="need reduction='mean'"):
+        nncore.fit(model, X, y, loss=loss, optimizer=optim.SGD(model.parameters(), lr=0.1), epochs=1,
+                   progress=False)
+    with pytest.raises(ValueError, match="need reduction='mean'"):
+        nncore.evaluate(model, X, y, loss=loss)
+
+
+def test_resume_with_another_seed_is_refused(rng, tmp_path):
+    X, y = _blobs(rng, n=20)
+    path = tmp_path / "ck.npz"
+    model = nncore.MLP([5, 3], seed=0)
+    kw = dict(loss=nncore.CrossEntropyLoss(), optimizer=optim.SGD(model.parameters(), lr=0.1), progress=False)
+    nncore.fit(model, X, y, epochs=1, seed=1, checkpoint=path, **kw)
+    with pytest.raises(ValueError, match="trained with seed=1, fit was given seed=2"):
+        nncore.fit(model, X, y, epochs=2, seed=2, resume=path, **kw)
+
+
+def test_schedule_of_another_optimizer_is_refused(rng):
+    X, y = _blobs(rng, n=20)
+    model = nncore.MLP([5, 3], seed=0)
+    other = optim.SGD(nncore.MLP([5, 3], seed=1).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="another optimizer"):
+        nncore.fit(model, X, y, loss=nncore.CrossEntropyLoss(), optimizer=optim.SGD(model.parameters(), lr=0.1),
+                   schedule=schedules.StepLR(other, 1), epochs=1, progress=False)
+
+
+def test_evaluate_and_predict_argument_checks(rng):
+    X, y = _blobs(rng, n=10)
+    model = nncore.MLP([5, 4, 3], batchnorm=True, seed=0)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+            nncore.evaluate(model, X, y, loss=nncore.CrossEntropyLoss(), batch_size=bad)
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+            nncore.predict(model, X, batch_size=bad)
+    assert nncore.predict(model, X[:0]).shape == (0, 3)
