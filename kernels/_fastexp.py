@@ -41,6 +41,21 @@ def _float32_from_bits(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
+@intrinsic
+def _floor_f32(typingctx, x):
+    """floor of a float32, as a float32: LLVM's llvm.floor.f32, which vectorises on the CPU (vrndscaleps)
+    and compiles on the GPU (cvt.rmi), unlike np.floor (no device lowering in numba-cuda) or math.floor
+    (returns int64, and the round trip through int64 does not vectorise)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.floor", [ir.FloatType()])
+        return builder.call(fn, args)
+
+    return types.float32(types.float32), codegen
+
+
 _LOG2E = np.float32(1.44269504088896341)
 _C1 = np.float32(0.693359375)  # ln 2 rounded to 12 bits: k * C1 is exact for |k| < 2^12
 _C2 = np.float32(-2.12194440e-4)  # ln 2 - C1
@@ -65,8 +80,7 @@ _INF = np.float32(np.inf)
 def exp_f32(x):
     """exp(x) for a float32 scalar, written without branches so loops calling it vectorise."""
     xc = min(max(x, _LO), _HI)
-    # np.floor keeps float32 (math.floor would return int64 and promote the rest of the chain to float64)
-    k = np.floor(xc * _LOG2E + _HALF)
+    k = _floor_f32(xc * _LOG2E + _HALF)
     r = xc - k * _C1 - k * _C2
     z = r * r
     p = (((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5) * z + r + _ONE
