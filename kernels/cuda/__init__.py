@@ -9,9 +9,17 @@ Launches go to CuPy's current stream when CuPy is in use, and never synchronise.
 arrays (CuPy, or anything with ``__cuda_array_interface__``) and, under the Numba CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``, how CI runs them without a GPU), plain NumPy arrays.
 
-Status: the optimizer updates (``kernels.cuda.optim``) are written and checked in the simulator; the public
-``kernels`` functions do not dispatch device arrays to them yet (that needs validation of CuPy arrays and a
-real GPU to test on).
+What compiling the CPU helpers for the device means (checked in the PTX for sm_90, compiled locally without
+a GPU): a helper compiled with any ``fastmath`` flags (the CPU modules use ``FASTMATH``) gets approximate
+division on the device (``div.approx.f32``, within 2 ulp) while square roots stay correctly rounded and NaN
+checks survive (no ``nnan``/``ninf``, no flush to zero). numba-cuda has no device lowering for ``np.floor``
+or ``np.sqrt`` on scalars, so shared helpers use ``math`` functions or LLVM intrinsics instead.
+
+Status (issue 4 in progress): kernels for the optimizer updates, dropout, the activations, softmax /
+log-softmax / softmax cross-entropy, BatchNorm, the linear layer's passes around the GEMMs and the
+losses, each checked in the simulator against the CPU kernels and the float64 oracle. Not yet: the public
+``kernels`` functions do not dispatch device arrays to them (that needs validation of CuPy arrays, and a
+real GPU to test on), and nothing has been timed on a GPU.
 """
 
 from __future__ import annotations
