@@ -1,0 +1,291 @@
+"""CUDA loss kernels (kernels/cuda/losses.py) against the CPU kernels and the float64 oracle.
+
+Without a GPU these run in Numba's CUDA simulator (tests/conftest.py), one Python call per thread, so the
+inputs are small; with one, on the device (NumPy arrays are copied in and out by Numba). Each device
+launch gets exactly the arguments the public CPU function gave its kernel for the same call (captured
+with a spy: the periodic weight and pos_weight vectors, w_full, the scale, the buffers), so both targets
+run the same loss on the same inputs; the device's buffers start at 7, not 0, so a skipped element shows.
+
+Tolerances:
+* MSE and L1: loss and gradient elements bitwise the CPU's (a difference, then one multiply each).
+* BCE elements: 8 ulp, and for the gradient, 8 ulp of its two terms w (|1 - t| + |pw t|) * scale (they
+  can cancel): the simulator runs the very helpers the CPU loop inlines, so it agrees to the bit in
+  practice; a GPU calls libdevice's exp/log1p in float64, divides approximately in float32 (2 ulp) and
+  contracts multiply-adds into FMAs.
+* block partials against the CPU's: both are float64 sums of the same LOSS_BLOCK terms, added in
+  different orders (the CPU's loop is vectorised by LLVM), so within (terms - 1) float64 ulp of the sum
+  of |terms| (plus, for BCE, the elements' 8 ulp); the reduced loss adds one rounding to the dtype.
+* block partials against a NumPy model of the documented order (per-thread sums, then the shared-memory
+  tree), built from the device's own per-element losses: bitwise.
+"""
+
+import math
+
+import numba
+import numpy as np
+import pytest
+
+from kernels import losses as L
+from kernels import reference as R
+from tests.helpers import DTYPE_IDS, DTYPE_TOLS, DTYPES, assert_close
+from tests.helpers import random_array as _random_array
+
+cuda = pytest.importorskip("numba.cuda")
+pytestmark = pytest.mark.skipif(not (numba.config.ENABLE_CUDASIM or cuda.is_available()),
+                                reason="no CUDA device and the CUDA simulator is off")
+
+import kernels.cuda.losses as CLo
+from kernels.cuda import THREADS
+
+EPS = {np.float32: float(np.finfo(np.float32).eps), np.float64: float(np.finfo(np.float64).eps)}
+EPS64 = EPS[np.float64]
+# (shape, weight layout, pos_weight layout, reduction): every layout the CPU builds (a periodic weight:
+# None, last axis, scalar; a full one: same shape, a column, a broadcast middle axis), pos_weight None, one
+# per column and a single one, and each reduction three times (the kernel sees a reduction only as
+# store_loss and the scale); one element, one row, one column, sizes past one THREADS-thread sweep, and
+# 40 x 77, past the CPU's period of the tiled weights (77 * 27 = 2079 elements), where the periodic index
+# wraps and only a full weight is indexed by the element
+BCE_CASES = [((1, 1), None, None, "mean"), ((1, 7), "last_axis", "per_column", "sum"),
+             ((5, 1), "column", "single", "none"), ((7, 33), "full", "per_column", "mean"),
+             ((65, 5), "scalar", "single", "sum"), ((130, 3), None, "per_column", "none"),
+             ((3, 4, 5), "middle", "per_column", "none"), ((), "scalar", None, "sum"),
+             ((40, 77), "column", "per_column", "mean")]
+BCE_IDS = ["1x1-mean", "1x7-lastaxis-pw-sum", "5x1-column-pw1-none", "7x33-full-pw-mean", "65x5-scalar-pw1-sum",
+           "130x3-pw-none", "3x4x5-middle-pw-none", "scalar-sum", "40x77-column-pw-mean"]
+# MSE and L1 run over the flat array: one element, one partial sweep of THREADS threads, one and a half;
+# each with one reduction
+DIFF_CASES = [((1, 1), "mean"), ((7, 33), "none"), ((130, 3), "sum")]
+DIFF_IDS = ["1x1-mean", "7x33-none", "130x3-sum"]
+DIFF = {"mse": (L.mse_loss, R.mse_loss, L.MSE), "l1": (L.l1_loss, R.l1_loss, L.L1)}
+
+
+def random_array(rng, shape, dtype, **kw):
+    # np.asarray: astype on a 0-d draw returns a NumPy scalar, and the kernels take arrays only
+    return np.asarray(_random_array(rng, shape, dtype, **kw))
+
+
+def _weights(rng, shape, dtype, w_kind, pw_kind):
+    """(weight, pos_weight) of the named layouts (None: absent)."""
+    c = shape[-1] if shape else 1
+    w_shape = {"full": shape, "last_axis": (c,), "scalar": (), "column": shape[:-1] + (1,),
+               "middle": shape[:1] + (1,) + shape[2:]}.get(w_kind)
+    pw_shape = {"per_column": (c,), "single": (1,)}.get(pw_kind)
+    return (None if w_shape is None else random_array(rng, w_shape, dtype, low=0.5, high=2.0),
+            None if pw_shape is None else random_array(rng, pw_shape, dtype, low=0.2, high=3.0))
+
+
+def _cpu(monkeypatch, kernel_names, fn, *args, **kw):
+    """Run the public CPU function; return (loss, dx, the arguments its kernel got, its partials)."""
+    seen = []
+    for name in kernel_names:
+        real = getattr(L, name)
+
+        def spy(*a, real=real):
+            real(*a)
+            seen.append((a, a[-1].copy()))
+
+        monkeypatch.setattr(L, name, spy)
+    loss, dx = fn(*args, **kw)
+    monkeypatch.undo()
+    (kernel_args, partials), = seen
+    return loss, dx, list(kernel_args), partials
+
+
+def _on_device(run, kernel_args, dx_at, loss_at):
+    """Launch ``run`` with the CPU kernel's arguments, fresh buffers in place of its outputs; return the
+    device's (dx, loss, partials), flat."""
+    # Numba copies NumPy arguments back after a launch, which a read-only input (the CPU passes a full
+    # weight as a broadcast view when it needs no copy) does not allow
+    a = [np.array(v) if isinstance(v, np.ndarray) and not v.flags.writeable else v for v in kernel_args]
+    for i in (dx_at, loss_at, len(a) - 1):
+        a[i] = np.full_like(a[i], 7.0)
+    run(*a)
+    cuda.synchronize()
+    return a[dx_at], a[loss_at], a[-1]
+
+
+def _bce_args(monkeypatch, x, t, w, pw, reduction):
+    return _cpu(monkeypatch, ["_bce_serial", "_bce_parallel"], L.binary_cross_entropy_with_logits, x, t,
+                weight=w, pos_weight=pw, reduction=reduction)
+
+
+def _diff_args(monkeypatch, name, x, t, reduction):
+    return _cpu(monkeypatch, ["_diff_serial", "_diff_parallel"], DIFF[name][0], x, t, reduction=reduction)
+
+
+def _assert_same_bits(actual, expected, name):
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(actual), nan, f"{name}: NaN positions")
+    assert actual[~nan].tobytes() == expected[~nan].tobytes(), f"{name}: not bitwise the CPU's"
+
+
+def _block_tol(terms, dtype_eps):
+    """Per LOSS_BLOCK: how far two float64 sums of these terms (each term within dtype_eps relative of the
+    other's) may be apart when added in different orders."""
+    flat = np.abs(terms.reshape(-1).astype(np.float64))
+    blocks = [flat[i:i + L.LOSS_BLOCK] for i in range(0, flat.size, L.LOSS_BLOCK)]
+    return np.array([(b.size * EPS64 + dtype_eps) * b.sum() for b in blocks])
+
+
+def _check_reduced(reduction, loss_dev, part_dev, loss_cpu, part_cpu, x, dtype, terms, elem_eps):
+    """The device's partials and finished loss against the CPU's."""
+    if reduction == "none":
+        assert part_dev.tolist() == [0.0] * part_dev.size  # as on the CPU: nothing summed
+    else:
+        assert_close(part_dev, part_cpu, 0.0, _block_tol(terms, elem_eps), "block partials vs CPU")
+    loss = CLo.reduced_loss(reduction, loss_dev.reshape(x.shape) if reduction == "none" else loss_dev, part_dev,
+                            x.size, dtype)
+    if reduction == "none":
+        assert loss.shape == x.shape and loss.dtype == dtype
+    else:
+        assert isinstance(loss, np.generic) and loss.dtype == dtype
+        scale = 1.0 / x.size if reduction == "mean" else 1.0
+        assert_close(loss, loss_cpu, EPS[dtype], scale * _block_tol(terms, elem_eps).sum(), "loss vs CPU")
+    return loss
+
+
+@pytest.mark.parametrize("dtype,rtol,atol", DTYPE_TOLS, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape,w_kind,pw_kind,reduction", BCE_CASES, ids=BCE_IDS)
+def test_bce_matches_cpu_and_oracle(monkeypatch, rng, shape, w_kind, pw_kind, reduction, dtype, rtol,
+                                    atol):
+    x = random_array(rng, shape, dtype, scale=3.0)
+    t = random_array(rng, shape, dtype, low=0.0, high=1.0)
+    w, pw = _weights(rng, shape, dtype, w_kind, pw_kind)
+    loss_cpu, dx_cpu, args, part_cpu = _bce_args(monkeypatch, x, t, w, pw, reduction)
+    dx, loss_dev, part = _on_device(CLo.run_bce, args, 5, 6)
+
+    eps = 8 * EPS[dtype]
+    wb = np.broadcast_to(1.0 if w is None else w.astype(np.float64), shape)
+    pwb = np.broadcast_to(1.0 if pw is None else pw.astype(np.float64), shape)
+    scale = 1.0 / x.size if reduction == "mean" else 1.0
+    grad_terms = wb * (np.abs(1.0 - t) + np.abs(pwb * t)) * scale
+    assert dx.dtype == dtype
+    assert_close(dx.reshape(shape), dx_cpu, eps, eps * grad_terms, "dx vs CPU")
+    if reduction == "none":
+        assert_close(loss_dev.reshape(shape), loss_cpu, eps, 0.0, "loss elements vs CPU")
+    terms = loss_cpu if reduction == "none" else R.binary_cross_entropy_with_logits(
+        x, t, weight=w, pos_weight=pw, reduction="none")[0]
+    loss = _check_reduced(reduction, loss_dev, part, loss_cpu, part_cpu, x, dtype, terms, eps)
+    r_loss, r_dx = R.binary_cross_entropy_with_logits(x, t, weight=w, pos_weight=pw, reduction=reduction)
+    assert_close(loss, r_loss, rtol, atol, "loss vs oracle")
+    assert_close(dx.reshape(shape), r_dx, rtol, atol, "dx vs oracle")
+
+
+@pytest.mark.parametrize("dtype,rtol,atol", DTYPE_TOLS, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape,reduction", DIFF_CASES, ids=DIFF_IDS)
+@pytest.mark.parametrize("name", ["mse", "l1"])
+def test_mse_l1_match_cpu_and_oracle(monkeypatch, rng, name, shape, reduction, dtype, rtol, atol):
+    x = random_array(rng, shape, dtype)
+    t = random_array(rng, shape, dtype)
+    if x.size > 2:
+        t.reshape(-1)[1] = x.reshape(-1)[1]  # L1's gradient at x == t is 0
+    loss_cpu, dx_cpu, args, part_cpu = _diff_args(monkeypatch, name, x, t, reduction)
+    dx, loss_dev, part = _on_device(CLo.run_diff, args, 2, 3)
+    assert dx.dtype == dtype
+    _assert_same_bits(dx.reshape(shape), dx_cpu, "dx")
+    if reduction == "none":
+        _assert_same_bits(loss_dev.reshape(shape), loss_cpu, "loss elements")
+    terms = R.mse_loss(x, t, reduction="none")[0] if name == "mse" else np.abs(x - t)
+    loss = _check_reduced(reduction, loss_dev, part, loss_cpu, part_cpu, x, dtype, terms, 0.0)
+    r_loss, r_dx = DIFF[name][1](x, t, reduction=reduction)
+    assert_close(loss, r_loss, rtol, atol, "loss vs oracle")
+    assert_close(dx.reshape(shape), r_dx, rtol, atol, "dx vs oracle")
+
+
+def _model_partials(terms):
+    """The documented order: per LOSS_BLOCK, thread k adds elements k, k + THREADS, ... into 0.0, then the
+    THREADS sums are added by halving: s[k] += s[k + h] for h = THREADS / 2, ..., 1."""
+    flat = terms.reshape(-1).astype(np.float64)
+    out = []
+    for i0 in range(0, flat.size, L.LOSS_BLOCK):
+        block = flat[i0:i0 + L.LOSS_BLOCK]
+        rows = np.zeros(-(-block.size // THREADS) * THREADS)  # + 0.0 changes no non-negative sum
+        rows[:block.size] = block
+        s = np.zeros(THREADS)
+        for row in rows.reshape(-1, THREADS):
+            s = s + row
+        h = THREADS // 2
+        while h:
+            s[:h] = s[:h] + s[h:2 * h]
+            h //= 2
+        out.append(s[0])
+    return np.array(out)
+
+
+TWO_BLOCKS = L.LOSS_BLOCK + 37
+
+
+# n = 300: a full sweep of THREADS threads and a partial one; TWO_BLOCKS: a full LOSS_BLOCK and a short one
+# (each loss and dtype once: the simulator takes about a second per LOSS_BLOCK)
+@pytest.mark.parametrize("name,dtype,n", [("bce", np.float32, 300), ("bce", np.float64, TWO_BLOCKS),
+                                          ("mse", np.float32, TWO_BLOCKS), ("mse", np.float64, 300),
+                                          ("l1", np.float32, 300), ("l1", np.float64, TWO_BLOCKS)],
+                         ids=["bce-float32-n300", "bce-float64-two-blocks", "mse-float32-two-blocks",
+                              "mse-float64-n300", "l1-float32-n300", "l1-float64-two-blocks"])
+def test_partials_follow_the_documented_order(monkeypatch, rng, name, dtype, n):
+    x = random_array(rng, (n,), dtype, scale=3.0)
+    t = random_array(rng, (n,), dtype, low=0.0, high=1.0)
+
+    def cpu(reduction):
+        if name == "bce":
+            return _bce_args(monkeypatch, x, t, None, None, reduction)
+        return _diff_args(monkeypatch, name, x, t, reduction)
+
+    run, dx_at, loss_at = (CLo.run_bce, 5, 6) if name == "bce" else (CLo.run_diff, 2, 3)
+    _, _, args_none, _ = cpu("none")
+    _, elements, _ = _on_device(run, args_none, dx_at, loss_at)
+    loss_cpu, _, args_sum, part_cpu = cpu("sum")
+    _, loss_dev, part = _on_device(run, args_sum, dx_at, loss_at)
+    assert part.shape == (-(-n // L.LOSS_BLOCK),)
+    expected = _model_partials(elements)
+    assert part.tobytes() == expected.tobytes(), f"partials {part} vs the documented order's {expected}"
+    elem_eps = 8 * EPS[dtype] if name == "bce" else 0.0
+    _check_reduced("sum", loss_dev, part, loss_cpu, part_cpu, x, dtype, elements, elem_eps)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", ["bce", "mse", "l1"])
+def test_non_finite_inputs_follow_the_cpu(monkeypatch, rng, name, dtype):
+    # as tests/test_losses.py: NaN propagates to its element and to a reduced loss; x = +-inf gives the
+    # formula's inf, or NaN where 0 * inf
+    x = random_array(rng, (4, 6), dtype)
+    t = random_array(rng, (4, 6), dtype, low=0.0, high=1.0)
+    x[1, 2] = np.nan
+    t[3, 0] = np.nan
+    x[0, 0], t[0, 0] = np.inf, 0.5
+    x[2, 5], t[2, 5] = -np.inf, 0.0
+    pw = random_array(rng, (6,), dtype, low=0.2, high=3.0)
+    for reduction in ("none", "mean"):
+        if name == "bce":
+            loss_cpu, dx_cpu, args, _ = _bce_args(monkeypatch, x, t, None, pw, reduction)
+            dx, loss_dev, part = _on_device(CLo.run_bce, args, 5, 6)
+        else:
+            loss_cpu, dx_cpu, args, _ = _diff_args(monkeypatch, name, x, t, reduction)
+            dx, loss_dev, part = _on_device(CLo.run_diff, args, 2, 3)
+        assert_close(dx.reshape(x.shape), dx_cpu, 8 * EPS[dtype], 0.0, f"dx ({reduction})")
+        loss = CLo.reduced_loss(reduction, loss_dev.reshape(x.shape) if reduction == "none" else loss_dev, part,
+                                x.size, dtype)
+        assert_close(loss, loss_cpu, 8 * EPS[dtype], 0.0, f"loss ({reduction})")
+        if reduction != "none":
+            assert np.isnan(loss)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_empty_input_launches_nothing_and_gives_zero(reduction):
+    x = np.empty((0, 3))
+    loss_cpu, _ = L.mse_loss(x, x.copy(), reduction=reduction)
+    partials = np.empty(0)
+    dx = np.empty(0)
+    CLo.run_diff(x.reshape(-1), x.reshape(-1), dx, np.empty(0), False, 1.0, L.MSE, partials)
+    CLo.run_bce(x.reshape(-1), x.reshape(-1), np.ones(3), False, np.ones(3), dx, np.empty(0), False, 1.0, partials)
+    loss = CLo.reduced_loss(reduction, np.empty(0), partials, 0, np.float64)
+    assert loss == loss_cpu == 0.0 and loss.dtype == np.float64
+
+
+def test_reduced_loss_reads_device_partials(rng):
+    # partials left on the device (here the simulator's device arrays) are copied back and summed exactly
+    part = rng.standard_normal(5) * np.array([1e20, 1.0, -1e20, 1e-3, 3.0])
+    dev = cuda.to_device(part)
+    assert CLo.reduced_loss("sum", np.empty(0), dev, 10, np.float64) == math.fsum(part)
+    assert CLo.reduced_loss("mean", np.empty(0), dev, 10, np.float32) == np.float32(math.fsum(part) / 10)
