@@ -31,3 +31,36 @@ def pytest_report_header(config):
 def rng(request):
     """np.random.Generator seeded from the session seed and the test's id (stable per test in a run)."""
     return np.random.default_rng([_SESSION_SEED, zlib.crc32(request.node.nodeid.encode())])
+
+
+# With NNCORE_RECORD_CUDA_LAUNCHES=<file> (set by tests/test_cuda_ptx.py), every kernel launched in the CUDA
+# simulator is recorded with the Numba types of its arguments, so that the same kernels can then be
+# compiled for a real GPU (PTX) with exactly the signatures the tests exercised.
+_RECORD = os.environ.get("NNCORE_RECORD_CUDA_LAUNCHES")
+_LAUNCHES = set()
+
+
+def pytest_configure(config):
+    if not _RECORD:
+        return
+    import numba
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+    from numba.cuda.simulator.kernel import FakeCUDAKernel
+
+    launch = FakeCUDAKernel.__call__
+
+    def recording_launch(self, *args):
+        if not self._device:
+            kinds = tuple(numba.typeof(a._ary if isinstance(a, FakeCUDAArray) else a) for a in args)
+            _LAUNCHES.add((self.fn.__module__, self.fn.__qualname__, kinds))
+        return launch(self, *args)
+
+    FakeCUDAKernel.__call__ = recording_launch
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _RECORD:
+        import pickle
+
+        with open(_RECORD, "wb") as f:
+            pickle.dump(sorted(_LAUNCHES, key=repr), f)
