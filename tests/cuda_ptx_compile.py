@@ -11,6 +11,9 @@ import importlib
 import pickle
 import sys
 import types
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout this script belongs to
 
 import numba.cuda.dispatcher as dispatcher
 from numba import cuda
