@@ -48,6 +48,8 @@ Every inner loop runs along C, contiguous in memory, so it vectorises.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -179,7 +181,7 @@ def _fold_forward(mu_src, var_src, eps, gamma, beta, momentum, unbias, rm, rv, m
         if rm is not None:
             rm[k] = (1.0 - momentum) * np.float64(rm[k]) + momentum * mu
             rv[k] = (1.0 - momentum) * np.float64(rv[k]) + momentum * (var * unbias)
-        inv = 1.0 / np.sqrt(var + eps)
+        inv = 1.0 / math.sqrt(var + eps)  # math, not np: the CUDA kernels compile this function too
         mean_hi[k] = mu
         lo = mu - np.float64(mean_hi[k])
         sc = inv if gamma is None else inv * np.float64(gamma[k])

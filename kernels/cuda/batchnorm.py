@@ -18,11 +18,10 @@ grid. The per-column steps (first-block mean, block totals, the two folds) are o
 grid-stride loop; the block totals are added in block order. Every result is therefore a fixed function of
 the inputs: bitwise the same from run to run and for any launch shape.
 
-What is shared with the CPU. The backward fold is the CPU's own ``_fold_backward``, compiled for the device
-and called per column on one-element views, so its arithmetic cannot drift. The forward fold is the loop
-body of the CPU's ``_fold_forward`` copied into a per-column kernel, because that function calls np.sqrt on
-a scalar, which numba-cuda (0.30) cannot lower; with math.sqrt there, both targets could call it. The
-first-block mean and the block totals are written out here because their CPU versions allocate NumPy arrays,
+What is shared with the CPU. The two folds are the CPU's own ``_fold_forward`` and ``_fold_backward``,
+compiled for the device and called per column on one-element views, so their arithmetic cannot drift (they
+use math.sqrt, not np.sqrt, which numba-cuda cannot lower on a scalar).
+The first-block mean and the block totals are written out here because their CPU versions allocate NumPy arrays,
 which device code cannot; they are the same loops, one column per thread.
 
 Rounding. The multiply-adds that the CPU kernels (compiled with contraction allowed) fuse into FMAs are
@@ -42,8 +41,6 @@ x is one (the simulator, or Numba's automatic transfers), else Numba device arra
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import cuda
@@ -124,25 +121,17 @@ def _col(a, k):
 _fold_backward_col = cuda.jit(device=True)(_cpu._fold_backward.py_func)
 
 
+_fold_forward_col = cuda.jit(device=True)(_cpu._fold_forward.py_func)
+
+
 @cuda.jit
 def _fold_forward(mu_src, var_src, eps, gamma, beta, momentum, unbias, rm, rv, mean_hi, scale, shift, mean,
                   invstd):
-    # The loop body of kernels.batchnorm._fold_forward, one column per thread, with math.sqrt for its np.sqrt
-    # (both the correctly rounded square root), which numba-cuda cannot lower on a scalar.
+    # kernels.batchnorm._fold_forward itself, one column per thread on one-element views
     for k in range(cuda.grid(1), mean_hi.size, cuda.gridsize(1)):
-        mu = np.float64(mu_src[k])
-        var = np.float64(var_src[k])
-        if rm is not None:
-            rm[k] = (1.0 - momentum) * np.float64(rm[k]) + momentum * mu
-            rv[k] = (1.0 - momentum) * np.float64(rv[k]) + momentum * (var * unbias)
-        inv = 1.0 / math.sqrt(var + eps)
-        mean_hi[k] = mu
-        lo = mu - np.float64(mean_hi[k])
-        sc = inv if gamma is None else inv * np.float64(gamma[k])
-        scale[k] = sc
-        shift[k] = -lo * sc if beta is None else np.float64(beta[k]) - lo * sc
-        mean[k] = mu
-        invstd[k] = inv
+        _fold_forward_col(_col(mu_src, k), _col(var_src, k), eps, _col(gamma, k), _col(beta, k), momentum, unbias,
+                          _col(rm, k), _col(rv, k), _col(mean_hi, k), _col(scale, k), _col(shift, k), _col(mean, k),
+                          _col(invstd, k))
 
 
 @cuda.jit
