@@ -187,3 +187,15 @@ def numeric_grad(f, x, h=1e-6):
         flat[i] = old
         gflat[i] = (fp - fm) / (2 * h)
     return g
+
+
+def non_finite_loss_inputs(rng, dtype):
+    """(x, t) of shape (4, 6) for the elementwise losses, with a NaN in x and one in t, x = +inf against
+    t = 0.5 and x = -inf against t = 0; every other entry random (t in [0, 1])."""
+    x = random_array(rng, (4, 6), dtype)
+    t = random_array(rng, (4, 6), dtype, low=0.0, high=1.0)
+    x[1, 2] = np.nan
+    t[3, 0] = np.nan
+    x[0, 0], t[0, 0] = np.inf, 0.5
+    x[2, 5], t[2, 5] = -np.inf, 0.0
+    return x, t

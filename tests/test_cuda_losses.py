@@ -27,7 +27,7 @@ import pytest
 
 from kernels import losses as L
 from kernels import reference as R
-from tests.helpers import DTYPE_IDS, DTYPE_TOLS, DTYPES, assert_close
+from tests.helpers import DTYPE_IDS, DTYPE_TOLS, DTYPES, assert_close, non_finite_loss_inputs
 from tests.helpers import random_array as _random_array
 
 cuda = pytest.importorskip("numba.cuda")
@@ -249,12 +249,7 @@ def test_partials_follow_the_documented_order(monkeypatch, rng, name, dtype, n):
 def test_non_finite_inputs_follow_the_cpu(monkeypatch, rng, name, dtype):
     # as tests/test_losses.py: NaN propagates to its element and to a reduced loss; x = +-inf gives the
     # formula's inf, or NaN where 0 * inf
-    x = random_array(rng, (4, 6), dtype)
-    t = random_array(rng, (4, 6), dtype, low=0.0, high=1.0)
-    x[1, 2] = np.nan
-    t[3, 0] = np.nan
-    x[0, 0], t[0, 0] = np.inf, 0.5
-    x[2, 5], t[2, 5] = -np.inf, 0.0
+    x, t = non_finite_loss_inputs(rng, dtype)
     pw = random_array(rng, (6,), dtype, low=0.2, high=3.0)
     for reduction in ("none", "mean"):
         if name == "bce":

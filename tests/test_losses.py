@@ -20,6 +20,7 @@ from tests.helpers import (
     assert_same_bits_at_one_and_two_threads,
     assert_within_ulp,
     needs_two_threads,
+    non_finite_loss_inputs,
 )
 from tests.helpers import random_array as _random_array
 
@@ -193,12 +194,7 @@ def test_one_vs_two_threads_bitwise(fn, rng):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_non_finite_inputs_follow_the_formula(fn, oracle, dtype, rng):
     # NaN propagates to that element's loss and gradient (and to a reduced loss); the rest is untouched.
-    x = random_array(rng, (4, 6), dtype)
-    t = random_array(rng, (4, 6), dtype, low=0.0, high=1.0)
-    x[1, 2] = np.nan
-    t[3, 0] = np.nan
-    x[0, 0], t[0, 0] = np.inf, 0.5
-    x[2, 5], t[2, 5] = -np.inf, 0.0
+    x, t = non_finite_loss_inputs(rng, dtype)
     loss, dx = fn(x, t, reduction="none")
     with np.errstate(invalid="ignore"):
         r_loss, r_dx = oracle(x, t, reduction="none")

@@ -210,12 +210,7 @@ def test_matches_torch_optim_float64(rng, name, kw, packed, torch64):
     grads = make_grads(rng, np.float64)
     opt = getattr(O, name)(params, **kw)
     topt = getattr(torch.optim, name)(tps, foreach=False, **kw)
-    for gs in grads:
-        for p, tp, g in zip(params, tps, gs):
-            p.grad[...] = g
-            tp.grad = torch.tensor(g)
-        opt.step()
-        topt.step()
+    _step_both(torch, opt, topt, params, tps, grads)
     for j, (p, tp) in enumerate(zip(params, tps)):
         assert_scaled_close(p.data, tp.detach().numpy(), 1e-10, f"{name} {kw} vs torch: param {j}")
     state = opt.state_dict()["state"][0]
@@ -226,6 +221,16 @@ def test_matches_torch_optim_float64(rng, name, kw, packed, torch64):
         assert_scaled_close(buf, expected, 1e-10, f"{name} {kw} vs torch: state {k}")
 
 
+def _step_both(torch, opt, topt, params, tps, grads):
+    """Feed the same gradients to an nncore and a torch optimizer, one step per set of gradients."""
+    for gs in grads:
+        for p, tp, g in zip(params, tps, gs):
+            p.grad[...] = g
+            tp.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+
+
 def test_param_groups_match_torch(rng):
     torch = pytest.importorskip("torch")
     params = make_params(rng, np.float64)
@@ -234,12 +239,7 @@ def test_param_groups_match_torch(rng):
                 weight_decay=0.01)
     topt = torch.optim.SGD([{"params": tps[:1], "momentum": 0.9}, {"params": tps[1:], "lr": 0.2}], lr=0.05,
                            weight_decay=0.01, foreach=False)
-    for gs in make_grads(rng, np.float64):
-        for p, tp, g in zip(params, tps, gs):
-            p.grad[...] = g
-            tp.grad = torch.tensor(g)
-        opt.step()
-        topt.step()
+    _step_both(torch, opt, topt, params, tps, make_grads(rng, np.float64))
     for j, (p, tp) in enumerate(zip(params, tps)):
         assert_scaled_close(p.data, tp.detach().numpy(), 1e-10, f"SGD groups vs torch: param {j}")
 

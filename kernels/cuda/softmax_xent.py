@@ -132,6 +132,15 @@ def _local_exp_sum(x, i, xm, live):
     return s
 
 
+@cuda.jit(device=True)
+def _row_max_and_exp_sum(x, i, live, sh_max, sh):
+    """(max of row i in x's dtype, float64 sum of exp(x - max)); every thread of the row takes part."""
+    m = _row_max(sh_max, _local_max(x, i, live))
+    xm = x.dtype.type(m)  # exact: m is one of the row's logits (or -inf)
+    s, _, _ = _row_sums(sh, _local_exp_sum(x, i, xm, live), 0.0, 0.0)
+    return xm, s
+
+
 @cuda.jit
 def _softmax(x, y):
     sh_max = cuda.shared.array(THREADS, float64)
@@ -140,9 +149,7 @@ def _softmax(x, y):
     for first in range(cuda.blockIdx.x * cuda.blockDim.y, n, cuda.gridDim.x * cuda.blockDim.y):
         i = first + cuda.threadIdx.y
         live = i < n
-        m = _row_max(sh_max, _local_max(x, i, live))
-        xm = x.dtype.type(m)  # exact: m is one of the row's logits (or -inf)
-        s, _, _ = _row_sums(sh, _local_exp_sum(x, i, xm, live), 0.0, 0.0)
+        xm, s = _row_max_and_exp_sum(x, i, live, sh_max, sh)
         if live:
             inv = 1.0 / s
             for j in range(cuda.threadIdx.x, c, cuda.blockDim.x):
@@ -157,9 +164,7 @@ def _log_softmax(x, y):
     for first in range(cuda.blockIdx.x * cuda.blockDim.y, n, cuda.gridDim.x * cuda.blockDim.y):
         i = first + cuda.threadIdx.y
         live = i < n
-        m = _row_max(sh_max, _local_max(x, i, live))
-        xm = x.dtype.type(m)
-        s, _, _ = _row_sums(sh, _local_exp_sum(x, i, xm, live), 0.0, 0.0)
+        xm, s = _row_max_and_exp_sum(x, i, live, sh_max, sh)
         if live:
             ls = math.log(s)
             for j in range(cuda.threadIdx.x, c, cuda.blockDim.x):
