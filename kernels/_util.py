@@ -29,28 +29,87 @@ _ALLOWED = "float32, float64"
 PARALLEL_MIN_ELEMENTS = 1 << 15
 
 
-def backend_of(*arrays) -> str:
-    """Return the backend ("cpu") that the given arrays live on.
+def is_device_array(a) -> bool:
+    """True for CUDA device arrays: CuPy's, or anything exposing ``__cuda_array_interface__``."""
+    return hasattr(type(a), "__cuda_array_interface__")
 
-    NumPy arrays run on the CPU. Device arrays (CuPy, or anything exposing ``__cuda_array_interface__``)
-    are the GPU path's job; until that path dispatches them, they are rejected with a clear error rather
-    than silently copied to the host.
-    """
+
+def is_array(a) -> bool:
+    """A NumPy array or a device array."""
+    return isinstance(a, np.ndarray) or is_device_array(a)
+
+
+def device_module():
+    """The array library of device arrays: ``cupy``, or under the Numba CUDA simulator
+    (``NUMBA_ENABLE_CUDASIM=1``) ``kernels.cuda.simulator``, whose NumPy-backed arrays stand for device
+    memory. Imported on first use, so nothing here needs a GPU until a device array is asked for."""
+    from numba import config
+
+    if config.ENABLE_CUDASIM:
+        from kernels.cuda import simulator
+
+        return simulator
+    try:
+        import cupy
+    except ImportError as exc:
+        raise RuntimeError(
+            "CUDA device arrays need CuPy, which is not installed: pip install cupy-cuda12x (or cupy-cuda13x, "
+            "matching your CUDA driver)"
+        ) from exc
+    return cupy
+
+
+def array_module(*arrays):
+    """numpy, or the device module (``device_module()``) when any argument is a device array."""
     for a in arrays:
-        if a is None or isinstance(a, np.ndarray):
+        if is_device_array(a):
+            return device_module()
+    return np
+
+
+def backend_of(*arrays, **named) -> str:
+    """"cpu" when the array arguments are NumPy arrays, "cuda" when they are device arrays (CuPy, or
+    anything with ``__cuda_array_interface__``); None arguments are skipped. Mixing the two raises a
+    TypeError rather than copying behind the caller's back; keyword arguments give the message names."""
+    host = device = None
+    for name, a in [(None, a) for a in arrays] + list(named.items()):
+        if a is None:
             continue
-        if hasattr(a, "__cuda_array_interface__"):
-            raise TypeError(
-                f"got a device array ({type(a).__module__}.{type(a).__name__}); this build of kernels "
-                "dispatches NumPy arrays to the CPU only"
-            )
-    return "cpu"
+        if is_device_array(a):
+            device = device or (name or type(a).__name__)
+        elif isinstance(a, np.ndarray):
+            host = host or (name or "a NumPy array")
+    if host and device:
+        raise TypeError(
+            f"{host} is on the CPU (NumPy) but {device} is on the GPU (device array); pass every array of "
+            "one call on one device (nncore.to_device, cupy.asarray or cupy.asnumpy move them)"
+        )
+    return "cuda" if device else "cpu"
 
 
-def as_float_array(name: str, a, *, ndim=None, min_ndim=None, dtype=None) -> np.ndarray:
-    """Validate a read-only floating input and return it C-contiguous (copying only if needed)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+def _as_module_array(a):
+    """A device array other than the device module's own (a Numba DeviceNDArray, a torch CUDA tensor) as
+    a zero-copy view of the module's type, so one set of checks and launches serves them all."""
+    if type(a) is np.ndarray or not is_device_array(a):
+        return a
+    xp = device_module()
+    return a if isinstance(a, xp.ndarray) else xp.asarray(a)
+
+
+def _type_error(name, a):
+    return TypeError(f"{name} must be a numpy.ndarray or a CUDA device array (CuPy), got {type(a).__name__}")
+
+
+def _writeable(a) -> bool:
+    return getattr(a.flags, "writeable", True)  # CuPy arrays have no read-only flag: device memory is writeable
+
+
+def as_float_array(name: str, a, *, ndim=None, min_ndim=None, dtype=None):
+    """Validate a read-only floating input and return it C-contiguous (copying only if needed), on the
+    device it came from."""
+    a = _as_module_array(a)
+    if not is_array(a):
+        raise _type_error(name, a)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} has dtype {a.dtype}; allowed dtypes: {_ALLOWED}")
     if dtype is not None and a.dtype != dtype:
@@ -60,7 +119,7 @@ def as_float_array(name: str, a, *, ndim=None, min_ndim=None, dtype=None) -> np.
         )
     _check_ndim(name, a, ndim, min_ndim)
     if not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a)
+        a = array_module(a).ascontiguousarray(a)
     return a
 
 
@@ -71,10 +130,11 @@ def _check_ndim(name, a, ndim, min_ndim):
         raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {a.shape}")
 
 
-def writable_float_array(name: str, a, *, shape=None, dtype=None) -> np.ndarray:
+def writable_float_array(name: str, a, *, shape=None, dtype=None):
     """Validate a floating array the kernel writes into: exact shape/dtype, C-contiguous, writeable."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    a = _as_module_array(a)
+    if not is_array(a):
+        raise _type_error(name, a)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} has dtype {a.dtype}; allowed dtypes: {_ALLOWED}")
     if dtype is not None and a.dtype != dtype:
@@ -83,22 +143,49 @@ def writable_float_array(name: str, a, *, shape=None, dtype=None) -> np.ndarray:
         raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous because the kernel writes into it (strides {a.strides})")
-    if not a.flags.writeable:
+    if not _writeable(a):
         raise ValueError(f"{name} is read-only but the kernel writes into it")
     return a
 
 
-def out_array(name: str, out, shape, dtype, inputs=()) -> np.ndarray:
-    """Return ``out`` validated against (shape, dtype), or a fresh array if ``out`` is None.
+def _extent(a):
+    """[low, high) byte addresses spanned by a device array (from its ``__cuda_array_interface__``)."""
+    cai = a.__cuda_array_interface__
+    shape, itemsize = cai["shape"], np.dtype(cai["typestr"]).itemsize
+    strides = cai.get("strides")
+    if strides is None:  # C-contiguous
+        strides, step = [], itemsize
+        for n in reversed(shape):
+            strides.insert(0, step)
+            step *= n
+    ptr = cai["data"][0]
+    low = ptr + sum((n - 1) * s for n, s in zip(shape, strides) if s < 0)
+    high = ptr + sum((n - 1) * s for n, s in zip(shape, strides) if s > 0) + itemsize
+    return low, high
 
-    ``inputs`` are the arrays the kernel reads; an ``out`` overlapping any of them is rejected because
-    the kernel would read values it has already overwritten.
+
+def may_share_memory(a, b) -> bool:
+    """np.may_share_memory for NumPy and device arrays alike (bounds overlap, as NumPy's default)."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.may_share_memory(a, b)
+    if is_device_array(a) != is_device_array(b) or a.size == 0 or b.size == 0:
+        return False
+    (a0, a1), (b0, b1) = _extent(a), _extent(b)
+    return a0 < b1 and b0 < a1
+
+
+def out_array(name: str, out, shape, dtype, inputs=()):
+    """Return ``out`` validated against (shape, dtype), or a fresh array if ``out`` is None, on the device
+    of ``inputs`` (the arrays the kernel reads).
+
+    An ``out`` overlapping any input is rejected because the kernel would read values it has already
+    overwritten.
     """
     if out is None:
-        return np.empty(shape, dtype=dtype)
+        return array_module(*inputs).empty(shape, dtype=dtype)
     out = writable_float_array(name, out, shape=shape, dtype=dtype)
     for a in inputs:
-        if a is not None and np.may_share_memory(out, a):
+        if a is not None and may_share_memory(out, a):
             raise ValueError(f"{name} overlaps an input array; pass a separate output buffer")
     return out
 
@@ -110,8 +197,8 @@ def common_float_dtype(**arrays) -> np.dtype:
     for name, a in arrays.items():
         if a is None:
             continue
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+        if not is_array(a):
+            raise _type_error(name, a)
         if a.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{name} has dtype {a.dtype}; allowed dtypes: {_ALLOWED}")
         if dtype is None:
@@ -126,10 +213,12 @@ def common_float_dtype(**arrays) -> np.dtype:
     return dtype
 
 
-def as_index_array(name: str, a, *, length=None) -> np.ndarray:
-    """Validate an integer index array (any integer dtype) and return it as contiguous int64."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+def as_index_array(name: str, a, *, length=None):
+    """Validate an integer index array (any integer dtype) and return it as contiguous int64, on the device
+    it came from."""
+    a = _as_module_array(a)
+    if not is_array(a):
+        raise _type_error(name, a)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} has dtype {a.dtype}; class indices must have an integer dtype")
     if a.ndim != 1:
@@ -137,9 +226,9 @@ def as_index_array(name: str, a, *, length=None) -> np.ndarray:
     if length is not None and a.shape[0] != length:
         raise ValueError(f"{name} has length {a.shape[0]}, expected {length} (one label per row)")
     if a.dtype == np.uint64 and a.size and int(a.max()) > np.iinfo(np.int64).max:
-        bad = int(np.argmax(a > np.iinfo(np.int64).max))
+        bad = int((a > np.iinfo(np.int64).max).argmax())
         raise ValueError(f"{name}[{bad}] = {int(a[bad])} does not fit in int64")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return array_module(a).ascontiguousarray(a, dtype=np.int64)
 
 
 @njit(cache=True)
@@ -152,11 +241,20 @@ def _first_bad_label(target, num_classes, ignore_index, use_ignore):
     return -1
 
 
-def check_labels(name: str, target: np.ndarray, num_classes: int, ignore_index: int | None = None) -> None:
+def check_labels(name: str, target, num_classes: int, ignore_index: int | None = None) -> None:
     """Raise ValueError naming the first label outside [0, num_classes) that is not ``ignore_index``.
 
-    ``target`` is a 1-D int64 array (as returned by ``as_index_array``)."""
-    i = _first_bad_label(target, num_classes, 0 if ignore_index is None else ignore_index, ignore_index is not None)
+    ``target`` is a 1-D int64 array (as returned by ``as_index_array``). On the device this is one
+    reduction and one boolean read back (the kernels index logits by label, so the check cannot be
+    skipped); the failing index is looked up only when there is one."""
+    if is_device_array(target):
+        bad = (target < 0) | (target >= num_classes)
+        if ignore_index is not None:
+            bad &= target != ignore_index
+        i = int(bad.argmax()) if bool(bad.any()) else -1
+    else:
+        i = _first_bad_label(target, num_classes, 0 if ignore_index is None else ignore_index,
+                             ignore_index is not None)
     if i >= 0:
         extra = f" and is not ignore_index={ignore_index}" if ignore_index is not None else ""
         raise ValueError(

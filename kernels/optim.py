@@ -64,6 +64,8 @@ from ._util import (
     check_real,
     check_same_shape,
     common_float_dtype,
+    is_device_array,
+    may_share_memory,
     writable_float_array,
 )
 
@@ -332,7 +334,7 @@ def _prepare(param, grad, **state):
     views then alias the caller's memory); ``grad`` is read only. No two arguments may overlap: the
     kernel would read values it has already overwritten.
     """
-    backend_of(param, grad, *state.values())
+    backend_of(param=param, grad=grad, **state)
     dtype = common_float_dtype(param=param, grad=grad, **state)
     param = writable_float_array("param", param, dtype=dtype)
     arrays = {"param": param, "grad": grad}
@@ -343,7 +345,7 @@ def _prepare(param, grad, **state):
     names = list(arrays)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            if np.may_share_memory(arrays[a], arrays[b]):
+            if may_share_memory(arrays[a], arrays[b]):
                 raise ValueError(f"{b} overlaps {a}; every optimizer buffer must be a separate array")
     flat_grad = as_float_array("grad", grad, dtype=dtype).reshape(-1)
     flats = [None if state[k] is None else arrays[k].reshape(-1) for k in state]
@@ -360,9 +362,15 @@ def _lerp_weights(t, w):
     return w, t(1) - w
 
 
-def _run(serial, parallel, n, arrays, h, flags):
-    """The serial range kernel for small inputs (no OpenMP fork/join), the chunked parallel one otherwise."""
-    if n < PARALLEL_MIN_ELEMENTS:
+def _run(rule, serial, parallel, arrays, h, flags):
+    """Device arrays: one launch of the CUDA kernel of ``rule`` (kernels/cuda/optim.py). NumPy arrays: the
+    serial range kernel for small inputs (no OpenMP fork/join), the chunked parallel one otherwise."""
+    n = arrays[0].size
+    if is_device_array(arrays[0]):
+        from kernels.cuda import optim as cuda_optim
+
+        cuda_optim.run(rule, arrays, h, flags)
+    elif n < PARALLEL_MIN_ELEMENTS:
         serial(*arrays, 0, n, h, *flags)
     else:
         parallel(*arrays, h, *flags)
@@ -394,7 +402,7 @@ def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening
     dtype, p, g, buf = _prepare(param, grad, momentum_buffer=momentum_buffer)
     t = dtype.type
     h = (t(-lr), t(momentum), t(1.0 - dampening), t(weight_decay))
-    _run(_sgd_range, _sgd_parallel, p.size, (p, g, buf), h, (maximize, nesterov, first_step))
+    _run("sgd", _sgd_range, _sgd_parallel, (p, g, buf), h, (maximize, nesterov, first_step))
 
 
 def adagrad_update(param, grad, state_sum, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
@@ -415,7 +423,7 @@ def adagrad_update(param, grad, state_sum, *, step, lr=1e-2, lr_decay=0.0, weigh
     t = dtype.type
     clr = lr / (1.0 + (step - 1) * lr_decay)
     h = (t(-clr), t(eps), t(weight_decay))
-    _run(_adagrad_range, _adagrad_parallel, p.size, (p, g, s), h, (maximize,))
+    _run("adagrad", _adagrad_range, _adagrad_parallel, (p, g, s), h, (maximize,))
 
 
 def rmsprop_update(param, grad, square_avg, *, grad_avg=None, momentum_buffer=None, lr=1e-2, alpha=0.99,
@@ -440,7 +448,7 @@ def rmsprop_update(param, grad, square_avg, *, grad_avg=None, momentum_buffer=No
     # grad_avg.lerp_(grad, 1 - alpha) rounds its weight to the dtype; square_avg.mul_(alpha) uses alpha itself
     w, one_minus_w = _lerp_weights(t, 1.0 - alpha)
     h = (t(-lr), t(alpha), w, one_minus_w, t(eps), t(momentum), t(weight_decay))
-    _run(_rmsprop_range, _rmsprop_parallel, p.size, (p, g, sq, ga, buf), h, (maximize,))
+    _run("rmsprop", _rmsprop_range, _rmsprop_parallel, (p, g, sq, ga, buf), h, (maximize,))
 
 
 def adadelta_update(param, grad, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
@@ -459,7 +467,7 @@ def adadelta_update(param, grad, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=
     dtype, p, g, sq, acc = _prepare(param, grad, square_avg=square_avg, acc_delta=acc_delta)
     t = dtype.type
     h = (t(-lr), t(rho), t(1.0 - rho), t(eps), t(weight_decay))
-    _run(_adadelta_range, _adadelta_parallel, p.size, (p, g, sq, acc), h, (maximize,))
+    _run("adadelta", _adadelta_range, _adadelta_parallel, (p, g, sq, acc), h, (maximize,))
 
 
 def _adam(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, amsgrad, max_exp_avg_sq,
@@ -482,7 +490,7 @@ def _adam(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_
     decay, l2 = (1.0 - lr * weight_decay, 0.0) if decoupled else (1.0, weight_decay)
     h = (t(-step_size), *_lerp_weights(t, 1.0 - beta1), t(beta2), t(1.0 - beta2), t(bc2_sqrt), t(eps), t(decay),
          t(l2))
-    _run(_adam_range, _adam_parallel, p.size, (p, g, m, v, vmax), h, (maximize,))
+    _run("adam", _adam_range, _adam_parallel, (p, g, m, v, vmax), h, (maximize,))
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
@@ -539,5 +547,5 @@ def nadam_update(param, grad, exp_avg, exp_avg_sq, *, step, mu_product, lr=2e-3,
     decay, l2 = (1.0 - lr * weight_decay, 0.0) if decoupled else (1.0, weight_decay)
     h = (t(coef_g), t(coef_m), *_lerp_weights(t, 1.0 - beta1), t(beta2), t(1.0 - beta2), t(1.0 - beta2**step),
          t(eps), t(decay), t(l2))
-    _run(_nadam_range, _nadam_parallel, p.size, (p, g, m, v), h, (maximize,))
+    _run("nadam", _nadam_range, _nadam_parallel, (p, g, m, v), h, (maximize,))
     return mu_product

@@ -33,6 +33,24 @@ def rng(request):
     return np.random.default_rng([_SESSION_SEED, zlib.crc32(request.node.nodeid.encode())])
 
 
+@pytest.fixture
+def dev():
+    """The device array module for tests of the public functions on device arrays: CuPy on a machine with a
+    GPU, ``kernels.cuda.simulator`` (NumPy memory standing for the device) under the CUDA simulator.
+    ``dev.asarray(a)`` puts a host array on the device, ``dev.asnumpy(d)`` brings one back."""
+    import numba
+
+    if not numba.config.ENABLE_CUDASIM:
+        pytest.importorskip("cupy")
+        from numba import cuda
+
+        if not cuda.is_available():
+            pytest.skip("no CUDA device and the CUDA simulator is off")
+    from kernels._util import device_module
+
+    return device_module()
+
+
 # With NNCORE_RECORD_CUDA_LAUNCHES=<file> (set by tests/test_cuda_ptx.py), every kernel launched in the CUDA
 # simulator is recorded with the Numba types of its arguments, so that the same kernels can then be
 # compiled for a real GPU (PTX) with exactly the signatures the tests exercised.

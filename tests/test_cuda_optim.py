@@ -50,9 +50,9 @@ def _cpu_step(monkeypatch, fn, p, g, state, kw, t, mu):
     seen = []
     real = O._run
 
-    def spy(serial, parallel, n, arrays, h, flags):
+    def spy(rule, serial, parallel, arrays, h, flags):
         seen.append((h, flags))
-        real(serial, parallel, n, arrays, h, flags)
+        real(rule, serial, parallel, arrays, h, flags)
 
     monkeypatch.setattr(O, "_run", spy)
     extra = {"step": t} if fn.__name__ in STEPPED else {}
@@ -90,6 +90,54 @@ def test_cuda_update_matches_cpu_over_steps(rng, monkeypatch, rule, fn, kw, name
         assert_close(p_dev, p_cpu, 8 * eps, 64 * eps, f"param after step {t}")
         for k in names:
             assert_close(state_dev[k], state_cpu[k], 8 * eps, 64 * eps, f"{k} after step {t}")
+
+
+@pytest.mark.parametrize("fn,kw,names", [
+    (O.sgd_update, dict(lr=0.1, momentum=0.9, nesterov=True), ["momentum_buffer"]),
+    (O.adam_update, dict(lr=0.01, amsgrad=True, weight_decay=0.01), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]),
+    (O.nadam_update, dict(lr=0.01), ["exp_avg", "exp_avg_sq"]),
+], ids=["sgd-nesterov", "adam-amsgrad", "nadam"])
+def test_public_update_on_device_arrays(dev, rng, fn, kw, names):
+    """The public functions take device arrays, update them in place on the device (one launch, nothing
+    copied back) and agree with the same function on NumPy arrays over several steps."""
+    n = 37
+    p_cpu = rng.standard_normal(n).astype(np.float32)
+    state_cpu = {k: rng.random(n).astype(np.float32) for k in names}
+    p_dev = dev.asarray(p_cpu)
+    state_dev = {k: dev.asarray(v) for k, v in state_cpu.items()}
+    mu_cpu = mu_dev = 1.0
+    for t in range(1, 4):
+        g = rng.standard_normal(n).astype(np.float32)
+        extra = {} if fn is O.sgd_update else {"step": t}
+        if fn is O.sgd_update:
+            extra["first_step"] = t == 1
+        if fn is O.nadam_update:
+            mu_cpu = fn(p_cpu, g, **state_cpu, **kw, **extra, mu_product=mu_cpu)
+            mu_dev = fn(p_dev, dev.asarray(g), **state_dev, **kw, **extra, mu_product=mu_dev)
+            assert mu_dev == mu_cpu  # a host scalar: the schedule of mu is computed on the host on both
+        else:
+            fn(p_cpu, g, **state_cpu, **kw, **extra)
+            fn(p_dev, dev.asarray(g), **state_dev, **kw, **extra)
+        eps = np.finfo(np.float32).eps
+        assert dev.get_array_module(p_dev) is dev
+        assert_close(dev.asnumpy(p_dev), p_cpu, 8 * eps, 64 * eps, f"param after step {t}")
+        for k in names:
+            assert_close(dev.asnumpy(state_dev[k]), state_cpu[k], 8 * eps, 64 * eps, f"{k} after step {t}")
+
+
+def test_public_update_errors_on_device_arrays(dev, rng):
+    p = dev.asarray(rng.standard_normal(5))
+    m, v = dev.asarray(rng.random(5)), dev.asarray(rng.random(5))
+    with pytest.raises(TypeError, match="grad is on the CPU .NumPy. but param is on the GPU"):
+        O.adam_update(p, np.ones(5), m, v, step=1)
+    with pytest.raises(TypeError, match="grad has dtype float32 but param has dtype float64"):
+        O.adam_update(p, dev.asarray(np.ones(5, np.float32)), m, v, step=1)
+    with pytest.raises(ValueError, match="exp_avg overlaps param"):
+        O.adam_update(p, dev.asarray(np.ones(5)), p, v, step=1)
+    with pytest.raises(ValueError, match=r"exp_avg_sq has shape \(4,\), expected \(5,\)"):
+        O.adam_update(p, dev.asarray(np.ones(5)), m, v[:4], step=1)
+    with pytest.raises(ValueError, match="param must be C-contiguous"):
+        O.sgd_update(dev.asarray(rng.standard_normal((5, 2)))[:, 0], dev.asarray(np.ones(5)), lr=0.1)
 
 
 def test_grid_stride_covers_every_element(rng, monkeypatch):

@@ -15,7 +15,7 @@ def test_as_float_array_accepts_and_copies_only_when_needed(rng):
 
 
 @pytest.mark.parametrize("bad,err,match", [
-    ([1.0, 2.0], TypeError, "x must be a numpy.ndarray, got list"),
+    ([1.0, 2.0], TypeError, "x must be a numpy.ndarray or a CUDA device array .CuPy., got list"),
     (np.ones(3, np.int32), TypeError, "x has dtype int32; allowed dtypes: float32, float64"),
     (np.ones(3, np.float16), TypeError, "float16"),
     (np.ones(3), ValueError, "x must be 2-D"),
@@ -70,13 +70,54 @@ def test_labels_and_scalars():
         U.check_reduction("avg")
 
 
-def test_device_arrays_are_not_silently_copied():
-    class FakeDeviceArray:
+def test_host_device_mix_is_refused_not_copied():
+    class OtherDeviceArray:
         __cuda_array_interface__ = {}
 
-    with pytest.raises(TypeError, match="device array"):
-        U.backend_of(np.ones(1), FakeDeviceArray())
+    with pytest.raises(TypeError, match="x is on the CPU .NumPy. but out is on the GPU"):
+        U.backend_of(x=np.ones(1), out=OtherDeviceArray())
+    with pytest.raises(TypeError, match="but OtherDeviceArray is on the GPU"):
+        U.backend_of(np.ones(1), OtherDeviceArray())
     assert U.backend_of(np.ones(1), None) == "cpu"
+    assert U.backend_of(OtherDeviceArray(), y=None) == "cuda"
+
+
+def test_validation_on_device_arrays(dev, rng):
+    """The same helpers validate device arrays, allocate on their device and never fall back to the host."""
+    x = dev.asarray(rng.standard_normal((3, 4)).astype(np.float32))
+    assert U.is_device_array(x) and not U.is_device_array(dev.asnumpy(x))
+    assert U.array_module(None, x) is dev and U.array_module(np.ones(1)) is np
+    assert U.as_float_array("x", x) is x
+    t = U.as_float_array("x", x.T)
+    assert U.is_device_array(t) and t.flags.c_contiguous and np.array_equal(dev.asnumpy(t), dev.asnumpy(x).T)
+    with pytest.raises(TypeError, match="x has dtype int32; allowed dtypes: float32, float64"):
+        U.as_float_array("x", dev.asarray(np.ones(3, np.int32)))
+    with pytest.raises(ValueError, match="out must be C-contiguous"):
+        U.writable_float_array("out", x[:, ::2])
+    fresh = U.out_array("out", None, (2, 5), np.float32, inputs=(x,))
+    assert U.is_device_array(fresh) and fresh.shape == (2, 5)
+    with pytest.raises(ValueError, match="out overlaps an input"):
+        U.out_array("out", x, (3, 4), np.float32, inputs=(x,))
+    assert U.may_share_memory(x[0], x[0, 1:]) and not U.may_share_memory(x[0], x[1])
+    assert not U.may_share_memory(x, dev.asnumpy(x))
+    labels = U.as_index_array("target", dev.asarray(np.array([0, 2, -100, 1], np.int32)), length=4)
+    assert U.is_device_array(labels) and labels.dtype == np.int64
+    U.check_labels("target", labels, 3, ignore_index=-100)
+    with pytest.raises(ValueError, match=r"target\[2\] = -100 is outside the valid class range \[0, 3\)"):
+        U.check_labels("target", labels, 3)
+    with pytest.raises(ValueError, match=r"target\[1\] = 2 is outside the valid class range \[0, 2\) and is not "
+                                         "ignore_index=-100"):
+        U.check_labels("target", labels, 2, ignore_index=-100)
+
+
+def test_device_extent_of_strided_views(dev):
+    """The overlap test reads byte extents from __cuda_array_interface__, strides included."""
+    a = dev.asarray(np.arange(24.0).reshape(4, 6))
+    lo, hi = U._extent(a)
+    assert hi - lo == a.nbytes
+    lo2, hi2 = U._extent(a[1:3, ::2])
+    assert (lo2 - lo, hi2 - lo) == (6 * 8, (2 * 6 + 4) * 8 + 8)
+    assert U.may_share_memory(a[:, ::2], a[:, 1::2])  # interleaved: bounds overlap, as np.may_share_memory says
 
 
 def test_nncore_device_helpers():
