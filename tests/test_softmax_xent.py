@@ -170,7 +170,7 @@ def test_softmax_bad_inputs(rng):
     x = random_array(rng, (4, 5), np.float32)
     with pytest.raises(TypeError, match="x has dtype int64"):
         sx.softmax(np.ones((2, 3), np.int64))
-    with pytest.raises(TypeError, match="x must be a numpy.ndarray, got list"):
+    with pytest.raises(TypeError, match="x must be a numpy.ndarray or a CUDA device array .CuPy., got list"):
         sx.log_softmax([1.0, 2.0])
     with pytest.raises(ValueError, match="x must have at least 1"):
         sx.softmax(np.array(1.0, np.float32))
@@ -330,7 +330,7 @@ def test_cross_entropy_bad_inputs(rng):
         sx.softmax_cross_entropy(x, t, label_smoothing="0.1")
     with pytest.raises(TypeError, match="ignore_index must be an integer"):
         sx.softmax_cross_entropy(x, t, ignore_index=-100.0)
-    with pytest.raises(TypeError, match="target must be a numpy.ndarray, got list"):
+    with pytest.raises(TypeError, match="target must be a numpy.ndarray or a CUDA device array .CuPy., got list"):
         sx.softmax_cross_entropy(x, [0, 1, 2, 3])
     with pytest.raises(ValueError, match=r"out has shape \(5, 4\), expected \(4, 5\)"):
         sx.softmax_cross_entropy(x, t, out=np.empty((5, 4), np.float32))

@@ -34,7 +34,14 @@ Non-finite input: a row holding a NaN (or +inf) gives a NaN loss and a NaN gradi
 unaffected ("none"), though a "mean"/"sum" loss is then NaN. -inf logits are masked classes
 (probability 0); a row of all -inf is NaN, as in torch.
 
-The CPU kernels and the fused row algorithm are in ``kernels/softmax_xent/cpu.py``.
+Backends: NumPy arrays run the CPU kernels of ``kernels/softmax_xent/cpu.py`` (the fused row algorithm is
+described there). Device arrays (CuPy, anything with ``__cuda_array_interface__``) run the row kernels of
+``kernels/cuda/softmax_xent.py`` on the current stream, with the same validation and errors; another axis
+is moved last on the device (the device module's moveaxis / ascontiguousarray). There a "mean"/"sum" loss
+is summed on the device from the float64 per-row losses and returned as a 0-d device array of the logits
+dtype (as torch returns a 0-d tensor); "none" returns the (N,) device array. The hard-target "mean" scale,
+which depends on the labels, is computed on the device by a one-block kernel before the row kernel reads
+it (see kernels/cuda/softmax_xent.py), so the only read-back is the label range check's one boolean.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ import numpy as np
 
 from .._util import (
     PARALLEL_MIN_ELEMENTS,
+    _type_error,
+    array_module,
     as_float_array,
     as_index_array,
     backend_of,
@@ -51,6 +60,8 @@ from .._util import (
     check_real,
     check_reduction,
     common_float_dtype,
+    device_module,
+    is_array,
     out_array,
 )
 from .cpu import (
@@ -101,10 +112,11 @@ def _check_axis(axis, ndim):
     return axis % ndim
 
 
-def _rowwise(name_out, out, shape, dtype, inputs, axis, run):
+def _rowwise(name_out, out, shape, dtype, inputs, axis, run, backend):
     """Run a row kernel along ``axis``: move it last, make rows contiguous, run, and move it back.
 
-    ``inputs`` are already-validated contiguous arrays of ``shape``; ``run(rows_in..., rows_out)``.
+    ``inputs`` are already-validated contiguous arrays of ``shape``; ``run(rows_in..., rows_out)``. The
+    moves and the temporary stay on the inputs' device (``backend``).
     """
     out = out_array(name_out, out, shape, dtype, inputs=inputs)
     ndim = len(shape)
@@ -114,11 +126,12 @@ def _rowwise(name_out, out, shape, dtype, inputs, axis, run):
         c = shape[-1]
         run(*(a.reshape(-1, c) for a in inputs), out.reshape(-1, c))
         return out
-    moved = [np.ascontiguousarray(np.moveaxis(a, axis, -1)) for a in inputs]
+    xp = device_module() if backend == "cuda" else np
+    moved = [xp.ascontiguousarray(xp.moveaxis(a, axis, -1)) for a in inputs]
     c = shape[axis]
-    res = np.empty(moved[0].shape, dtype=dtype)
+    res = xp.empty(moved[0].shape, dtype=dtype)
     run(*(a.reshape(-1, c) for a in moved), res.reshape(-1, c))
-    np.copyto(out, np.moveaxis(res, -1, axis))
+    xp.copyto(out, xp.moveaxis(res, -1, axis))
     return out
 
 
@@ -140,20 +153,29 @@ def _run_log_softmax_backward(dy2, y2, dx2):
     (_log_softmax_backward_parallel if _is_big(dy2) else _log_softmax_backward_serial)(dy2, y2, dx2)
 
 
+def _cuda_module():
+    # imported on first device call only: ``import kernels`` must not import numba.cuda
+    from kernels.cuda import softmax_xent as cuda_sx
+
+    return cuda_sx
+
+
 def softmax(x, axis=-1, *, out=None):
     """Softmax of ``x`` along ``axis`` (any ndim >= 1); ``out`` (x's shape and dtype) receives it."""
-    backend_of(x, out)
+    backend = backend_of(x=x, out=out)
     x = as_float_array("x", x, min_ndim=1)
     axis = _check_axis(axis, x.ndim)
-    return _rowwise("out", out, x.shape, x.dtype, (x,), axis, _run_softmax)
+    run = _cuda_module().softmax if backend == "cuda" else _run_softmax
+    return _rowwise("out", out, x.shape, x.dtype, (x,), axis, run, backend)
 
 
 def log_softmax(x, axis=-1, *, out=None):
     """log(softmax(x)) along ``axis``, computed as x - lse (never the log of a rounded probability)."""
-    backend_of(x, out)
+    backend = backend_of(x=x, out=out)
     x = as_float_array("x", x, min_ndim=1)
     axis = _check_axis(axis, x.ndim)
-    return _rowwise("out", out, x.shape, x.dtype, (x,), axis, _run_log_softmax)
+    run = _cuda_module().log_softmax if backend == "cuda" else _run_log_softmax
+    return _rowwise("out", out, x.shape, x.dtype, (x,), axis, run, backend)
 
 
 def _backward_inputs(dy, y, axis):
@@ -167,24 +189,26 @@ def _backward_inputs(dy, y, axis):
 
 def softmax_backward(dy, y, axis=-1, *, out=None):
     """Gradient through softmax: dx = y * (dy - sum(dy * y, axis)), from the saved output ``y``."""
-    backend_of(dy, y, out)
+    backend = backend_of(dy=dy, y=y, out=out)
     dy, y, axis = _backward_inputs(dy, y, axis)
-    return _rowwise("out", out, y.shape, y.dtype, (dy, y), axis, _run_softmax_backward)
+    run = _cuda_module().softmax_backward if backend == "cuda" else _run_softmax_backward
+    return _rowwise("out", out, y.shape, y.dtype, (dy, y), axis, run, backend)
 
 
 def log_softmax_backward(dy, y, axis=-1, *, out=None):
     """Gradient through log_softmax: dx = dy - exp(y) * sum(dy, axis), from the saved output ``y``."""
-    backend_of(dy, y, out)
+    backend = backend_of(dy=dy, y=y, out=out)
     dy, y, axis = _backward_inputs(dy, y, axis)
-    return _rowwise("out", out, y.shape, y.dtype, (dy, y), axis, _run_log_softmax_backward)
+    run = _cuda_module().log_softmax_backward if backend == "cuda" else _run_log_softmax_backward
+    return _rowwise("out", out, y.shape, y.dtype, (dy, y), axis, run, backend)
 
 
 def _loss_inputs(name, x, target, weight, ignore_index, reduction):
     """Validate the arguments shared by the two losses; returns (x, target, w, ignore_index, hard)."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
-    if not isinstance(target, np.ndarray):
-        raise TypeError(f"target must be a numpy.ndarray, got {type(target).__name__}")
+    if not is_array(x):
+        raise _type_error(name, x)
+    if not is_array(target):
+        raise _type_error("target", target)
     hard = target.dtype.kind in "iu"
     if hard:
         dtype = common_float_dtype(**{name: x, "weight": weight})
@@ -212,7 +236,7 @@ def _loss_inputs(name, x, target, weight, ignore_index, reduction):
                 f"{name} {x.shape} (or pass integer class indices of shape ({n},))"
             )
     if weight is None:
-        w = np.empty(0, dtype=dtype)
+        w = array_module(x).empty(0, dtype=dtype)
     else:
         w = as_float_array("weight", weight, dtype=dtype)
         if w.shape != (c,):
@@ -234,6 +258,27 @@ def _finish(total, loss_rows, scale, reduction, dtype):
     return dtype.type(total * scale)
 
 
+def _device_scale(cuda_sx, target, w, ignore_index, reduction):
+    """The loss and gradient scale of hard targets for the device kernels: 1.0 unless "mean", whose
+    1 / denominator depends on the labels and is computed on the device into a 1-element float64 array (no
+    read-back; 0 when the denominator is 0, as on the CPU)."""
+    if reduction != "mean":
+        return 1.0
+    scale = device_module().empty(1, dtype=np.float64)
+    cuda_sx.hard_mean_scale(target, w, ignore_index, scale)
+    return scale
+
+
+def _device_loss(cuda_sx, loss_rows, scale, reduction, dtype):
+    """The device counterpart of _finish: the loss rows for "none", else sum(loss_rows) * scale reduced on
+    the device into a 0-d device array of ``dtype``."""
+    if reduction == "none":
+        return loss_rows.astype(dtype)
+    loss = device_module().empty(1, dtype=dtype)
+    cuda_sx.total_loss(loss_rows, scale, loss)
+    return loss.reshape(())
+
+
 def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
                           reduction="mean", out=None):
     """Fused softmax + cross-entropy forward and backward: returns ``(loss, dlogits)``.
@@ -243,12 +288,23 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, lab
     logits dtype; ``ignore_index`` applies to class indices only. ``out`` (N, C), logits dtype, receives
     dlogits and must not overlap ``logits``.
     """
-    backend_of(logits, target, weight, out)
+    backend = backend_of(logits=logits, target=target, weight=weight, out=out)
     x, target, w, ignore_index, hard = _loss_inputs("logits", logits, target, weight, ignore_index, reduction)
     eps = check_real("label_smoothing", label_smoothing, low=0.0, high=1.0)
     n, c = x.shape
     dtype = x.dtype
     g = out_array("out", out, (n, c), dtype, inputs=(x, target, w))
+    if backend == "cuda":
+        cuda_sx = _cuda_module()
+        loss_rows = device_module().empty(n, dtype=np.float64)
+        # the loss scale is also the gradient scale: 1 for "none"
+        if hard:
+            scale = _device_scale(cuda_sx, target, w, ignore_index, reduction)
+            cuda_sx.xent_hard(x, target, w, eps, ignore_index, scale, g, loss_rows)
+        else:
+            scale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
+            cuda_sx.xent_soft(x, target, w, eps, scale, g, loss_rows)
+        return _device_loss(cuda_sx, loss_rows, scale, reduction, dtype), g
     if hard:
         denom = _hard_mean_denominator(target, w, ignore_index) if reduction == "mean" else 1.0
     else:
@@ -273,12 +329,18 @@ def nll_loss(logp, target, *, weight=None, ignore_index=-100, reduction="mean", 
     torch.nn.functional.nll_loss semantics: loss_i = -w_{y_i} logp[i, y_i], d loss_i / d logp[i, y_i] =
     -w_{y_i}, zero elsewhere; "mean" divides by the summed weight of the non-ignored targets (0 if none).
     """
-    backend_of(logp, target, weight, out)
-    if isinstance(target, np.ndarray) and not np.issubdtype(target.dtype, np.integer):
+    backend = backend_of(logp=logp, target=target, weight=weight, out=out)
+    if is_array(target) and not np.issubdtype(target.dtype, np.integer):
         raise TypeError(f"target has dtype {target.dtype}; nll_loss takes integer class indices (N,)")
     x, target, w, ignore_index, _ = _loss_inputs("logp", logp, target, weight, ignore_index, reduction)
     n, c = x.shape
     g = out_array("out", out, (n, c), x.dtype, inputs=(x, target, w))
+    if backend == "cuda":
+        cuda_sx = _cuda_module()
+        loss_rows = device_module().empty(n, dtype=np.float64)
+        scale = _device_scale(cuda_sx, target, w, ignore_index, reduction)
+        cuda_sx.nll(x, target, w, ignore_index, scale, g, loss_rows)
+        return _device_loss(cuda_sx, loss_rows, scale, reduction, x.dtype), g
     denom = _hard_mean_denominator(target, w, ignore_index) if reduction == "mean" else 1.0
     scale = 0.0 if denom == 0.0 else 1.0 / denom
     grad_scale = 1.0 if reduction == "none" else scale
