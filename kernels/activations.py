@@ -30,11 +30,15 @@ Numerics:
   y > 0 exactly as the reference: a NaN y selects the "x <= 0" branch (relu then gives 0).
 
 Design: every activation is one scalar @njit helper (forward of x, gradient of (dy, y)), scalar-only so
-the same code can be compiled for CUDA later. ``apply_activation`` / ``activation_grad`` pick one by an
-integer code; the code is loop-invariant, so LLVM unswitches the loop into one specialised, vectorised
-copy per activation (no per-element branch; checked in the assembly: each copy runs in ymm/zmm lanes,
+the same code compiles for CUDA (kernels/cuda/activations.py). ``apply_activation`` / ``activation_grad``
+pick one by an integer code; the code is loop-invariant, so LLVM unswitches the loop into one specialised,
+vectorised copy per activation (no per-element branch; checked in the assembly: each copy runs in ymm/zmm lanes,
 and matches the speed of a kernel specialised to one activation). kernels.linear fuses these same helpers
 into its bias and bias-gradient passes. Arrays of PARALLEL_MIN_ELEMENTS or more take the prange variant.
+
+Device arrays (CuPy, or anything with ``__cuda_array_interface__``) run the kernels of
+kernels/cuda/activations.py, which call these same scalar helpers compiled for the GPU, on the current
+stream without synchronising; every public function takes them, with the same arguments and errors.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ _CODES = {None: IDENTITY, "identity": IDENTITY, "relu": RELU, "leaky_relu": LEAK
 
 # error_model="numpy": IEEE division (x / 0 = inf) instead of Python's ZeroDivisionError check, whose
 # branch would keep the sigmoid and tanh loops from vectorising. No divisor here can be 0 anyway.
-_JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
+_JIT = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -211,13 +215,17 @@ def check_negative_slope(negative_slope, dtype):
 
 def activation_forward(x, kind, *, negative_slope=0.01, out=None):
     """y = act(x) elementwise, for kind in ACTIVATIONS (None = identity). Returns y (``out`` if given)."""
-    backend_of(x, out)
+    backend = backend_of(x=x, out=out)
     code = activation_code(kind)
     x = as_float_array("x", x)
     slope = check_negative_slope(negative_slope, x.dtype)
     y = out_array("out", out, x.shape, x.dtype, inputs=(x,))
     xf, yf = x.reshape(-1), y.reshape(-1)
-    if x.size >= PARALLEL_MIN_ELEMENTS:
+    if backend == "cuda":
+        from kernels.cuda import activations as cuda_act
+
+        cuda_act.run_forward(xf, yf, code, slope)
+    elif x.size >= PARALLEL_MIN_ELEMENTS:
         _forward_parallel(xf, yf, code, slope)
     else:
         _forward_serial(xf, yf, code, slope)
@@ -226,7 +234,7 @@ def activation_forward(x, kind, *, negative_slope=0.01, out=None):
 
 def activation_backward(dy, y, kind, *, negative_slope=0.01, out=None):
     """dx = dy * act'(x) from the upstream gradient dy and the saved output y = act(x). Returns dx."""
-    backend_of(dy, y, out)
+    backend = backend_of(dy=dy, y=y, out=out)
     code = activation_code(kind)
     dtype = common_float_dtype(dy=dy, y=y)
     dy = as_float_array("dy", dy)
@@ -235,7 +243,11 @@ def activation_backward(dy, y, kind, *, negative_slope=0.01, out=None):
     slope = check_negative_slope(negative_slope, dtype)
     dx = out_array("out", out, dy.shape, dtype, inputs=(dy, y))
     dyf, yf, dxf = dy.reshape(-1), y.reshape(-1), dx.reshape(-1)
-    if dy.size >= PARALLEL_MIN_ELEMENTS:
+    if backend == "cuda":
+        from kernels.cuda import activations as cuda_act
+
+        cuda_act.run_backward(dyf, yf, dxf, code, slope)
+    elif dy.size >= PARALLEL_MIN_ELEMENTS:
         _backward_parallel(dyf, yf, dxf, code, slope)
     else:
         _backward_serial(dyf, yf, dxf, code, slope)

@@ -15,8 +15,8 @@ Activations: None / "identity", "relu", "leaky_relu" (negative_slope >= 0), "sig
 Semantics: torch.nn.functional.linear followed by the activation, with W stored as (in, out) (torch
 stores weight as (out, in), i.e. our W is its weight.T).
 
-How it runs: the GEMMs are NumPy's BLAS (np.matmul with out=, so nothing is allocated or copied); what is
-compiled here is everything around them, each in ONE pass over an (N, out) array:
+How it runs on NumPy arrays: the GEMMs are NumPy's BLAS (np.matmul with out=, so nothing is allocated or
+copied); what is compiled here is everything around them, each in ONE pass over an (N, out) array:
 * forward: y = act(y + b) in place, right after y = x @ W;
 * backward: dz = dy * act'(y) and the block partial column sums of dz, in the same pass; with the identity
   activation there is no dz pass (dz is dy) and only the bias-gradient reduction reads dy.
@@ -41,6 +41,14 @@ training loop then allocates nothing per step when it also passes out_dx/out_dw/
 are allocated per call. A workspace may be shared by any layers with the same (N, out, dtype), since its
 contents are dead once linear_backward returns.
 
+Device arrays (CuPy, or anything with ``__cuda_array_interface__``) run the same steps on the GPU, on the
+current stream and without synchronising: the GEMMs through kernels.matmul.device_matmul (cuBLAS via
+CuPy, float32 in full precision unless ``allow_tf32=True``, as kernels.matmul describes; the CPU ignores
+the flag), and the epilogue, the dz pass with its block partials and the final bias-gradient reduction
+through the launchers of kernels/cuda/linear.py, which reduce the same blocks in the same order, so db is
+bitwise the CPU's sum of the same dz. Scratch for them lives on the device: a workspace for device arrays
+is made with ``LinearWorkspace(N, out, dtype, device="cuda")``.
+
 Non-finite input: IEEE semantics throughout. A NaN in row i of x makes row i of x @ W NaN, hence row i of
 y (every activation propagates NaN), and leaves every other row untouched.
 """
@@ -56,13 +64,19 @@ from kernels._util import (
     as_float_array,
     backend_of,
     common_float_dtype,
+    device_module,
+    is_device_array,
+    may_share_memory,
     num_row_blocks,
     out_array,
 )
 from kernels.activations import IDENTITY, activation_code, activation_grad, apply_activation, check_negative_slope
+from kernels.matmul import check_bool, device_matmul
+
+DEVICES = ("cpu", "cuda")
 
 # See kernels.activations: IEEE division so the sigmoid/tanh loops vectorise.
-_JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
+_JIT = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -129,18 +143,23 @@ def _sum_partials(part, nblocks, db):
 class LinearWorkspace:
     """Reusable scratch of ``linear_backward`` for batches of ``n`` rows and ``out_features`` outputs.
 
-    Holds dz (n, out_features) in ``dtype`` and the float64 bias-gradient block partials. Create it once
-    per (n, out_features, dtype) and pass it as ``workspace=`` on every step.
+    Holds dz (n, out_features) in ``dtype`` and the float64 bias-gradient block partials, in host memory
+    (``device="cpu"``, for NumPy arrays) or in device memory (``device="cuda"``, for device arrays: CuPy's,
+    or the simulator's under NUMBA_ENABLE_CUDASIM=1). Create it once per (n, out_features, dtype, device)
+    and pass it as ``workspace=`` on every step.
     """
 
     __slots__ = ("dz", "partials")
 
-    def __init__(self, n, out_features, dtype):
+    def __init__(self, n, out_features, dtype, *, device="cpu"):
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype {dtype} is not supported; allowed dtypes: float32, float64")
-        self.dz = np.empty((n, out_features), dtype=dtype)
-        self.partials = np.empty((num_row_blocks(n), out_features), np.float64)
+        if device not in DEVICES:
+            raise ValueError(f"device = {device!r} is not one of {DEVICES}")
+        xp = np if device == "cpu" else device_module()
+        self.dz = xp.empty((n, out_features), dtype=dtype)
+        self.partials = xp.empty((num_row_blocks(n), out_features), np.float64)
 
 
 def _check_2d(name, a, rows, cols, rows_from, cols_from):
@@ -161,10 +180,14 @@ def _check_inputs(x, w, dtype):
     return x, w
 
 
-def linear_forward(x, w, b=None, activation=None, *, negative_slope=0.01, out=None):
-    """y = act(x @ w + b) for x (N, in), w (in, out), b (out,) or None. Returns y (N, out), ``out`` if given."""
-    backend_of(x, w, b, out)
+def linear_forward(x, w, b=None, activation=None, *, negative_slope=0.01, out=None, allow_tf32=False):
+    """y = act(x @ w + b) for x (N, in), w (in, out), b (out,) or None. Returns y (N, out), ``out`` if given.
+
+    Device arrays run on the GPU (module notes); ``allow_tf32`` lets a float32 GEMM there use TensorFloat-32
+    (ignored on the CPU)."""
+    backend = backend_of(x=x, w=w, b=b, out=out)
     code = activation_code(activation)
+    check_bool("allow_tf32", allow_tf32)
     dtype = common_float_dtype(x=x, w=w, b=b)
     x, w = _check_inputs(x, w, dtype)
     n, m = x.shape[0], w.shape[1]
@@ -174,6 +197,12 @@ def linear_forward(x, w, b=None, activation=None, *, negative_slope=0.01, out=No
             raise ValueError(f"b has shape {b.shape}, expected ({m},) = (out_features,) from w's shape {w.shape}")
     slope = check_negative_slope(negative_slope, dtype)
     y = out_array("out", out, (n, m), dtype, inputs=(x, w, b))
+    if backend == "cuda":
+        from kernels.cuda import linear as cuda_linear
+
+        device_matmul(((x, w, y),), allow_tf32)
+        cuda_linear.run_forward(y, b, code, slope)
+        return y
     np.matmul(x, w, out=y)
     if b is not None or code != IDENTITY:
         _bias_act(y, b, code, slope)
@@ -181,18 +210,18 @@ def linear_forward(x, w, b=None, activation=None, *, negative_slope=0.01, out=No
 
 
 def linear_backward(dy, x, w, y, activation=None, *, negative_slope=0.01, has_bias=True, need_dx=True,
-                    out_dx=None, out_dw=None, out_db=None, workspace=None):
+                    out_dx=None, out_dw=None, out_db=None, workspace=None, allow_tf32=False):
     """Gradients (dx, dw, db) of y = act(x @ w + b) given dy and the saved x, w, y; db is None without bias.
 
     ``need_dx=False`` skips the dx GEMM and returns None for dx (a network's first layer: nothing upstream
     needs the gradient of the input data). ``workspace``: an optional LinearWorkspace(N, out, dtype)
-    holding the scratch (see the module notes).
+    holding the scratch (see the module notes), on the device of the arrays. Device arrays run on the GPU,
+    where ``allow_tf32`` lets the float32 GEMMs use TensorFloat-32 (ignored on the CPU).
     """
-    backend_of(dy, x, w, y, out_dx, out_dw, out_db)
+    backend = backend_of(dy=dy, x=x, w=w, y=y, out_dx=out_dx, out_dw=out_dw, out_db=out_db)
     code = activation_code(activation)
-    for name, flag in (("has_bias", has_bias), ("need_dx", need_dx)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+    for name, flag in (("has_bias", has_bias), ("need_dx", need_dx), ("allow_tf32", allow_tf32)):
+        check_bool(name, flag)
     dtype = common_float_dtype(dy=dy, x=x, w=w, y=y)
     x, w = _check_inputs(x, w, dtype)
     n, k = x.shape
@@ -213,22 +242,37 @@ def linear_backward(dy, x, w, y, activation=None, *, negative_slope=0.01, has_bi
 
     nblocks = num_row_blocks(n)
     if workspace is None:
-        dz_buf = np.empty((n, m), dtype) if code != IDENTITY else None
-        part = np.empty((nblocks, m), np.float64) if has_bias else None
+        xp = np if backend == "cpu" else device_module()
+        dz_buf = xp.empty((n, m), dtype) if code != IDENTITY else None
+        part = xp.empty((nblocks, m), np.float64) if has_bias else None
     else:
         if not isinstance(workspace, LinearWorkspace):
             raise TypeError(f"workspace must be a LinearWorkspace, got {type(workspace).__name__}")
+        if is_device_array(workspace.dz) != (backend == "cuda"):
+            where = ("the GPU", "the CPU") if backend == "cuda" else ("the CPU", "the GPU")
+            raise TypeError(
+                f"the arrays are on {where[0]} but workspace is on {where[1]}: create "
+                f"LinearWorkspace({n}, {m}, {np.dtype(dtype)}, device={backend!r})"
+            )
         if workspace.dz.shape != (n, m) or workspace.dz.dtype != dtype:
             raise ValueError(
                 f"workspace was made for shape {workspace.dz.shape} and dtype {workspace.dz.dtype}, but this "
                 f"call needs ({n}, {m}) and {np.dtype(dtype)}: create LinearWorkspace({n}, {m}, {np.dtype(dtype)})"
             )
         for name, a in zip(("dy", "x", "w", "y", "out_dx", "out_dw", "out_db"), inputs + (dx, dw, db)):
-            if a is not None and np.may_share_memory(workspace.dz, a):
+            if a is not None and may_share_memory(workspace.dz, a):
                 raise ValueError(f"workspace overlaps {name}; the workspace must be private scratch memory")
         dz_buf = workspace.dz if code != IDENTITY else None
         part = workspace.partials if has_bias else None
 
+    if backend == "cuda":
+        from kernels.cuda import linear as cuda_linear
+
+        cuda_linear.run_backward(dy, y, dz_buf, part, db, code, slope)
+        dz = dy if dz_buf is None else dz_buf
+        products = ((dz, w.T, dx), (x.T, dz, dw)) if need_dx else ((x.T, dz, dw),)
+        device_matmul(products, allow_tf32)
+        return dx, dw, db
     if dz_buf is not None or part is not None:
         _dz_pass(dy, y, dz_buf, part, code, slope)
     if has_bias:

@@ -23,6 +23,22 @@ from Numba:
 
 Sums accumulate in the input dtype (as BLAS sgemm / dgemm do), so float32 results differ from the float64
 product by float32 rounding, growing like sqrt(K).
+
+Device arrays (CuPy, or anything with ``__cuda_array_interface__``) go to the device module's matmul: CuPy's,
+which is cuBLAS (``cublasGemmEx``) on CuPy's current stream, asynchronously; ``impl`` is validated but only
+chooses among the CPU implementations (there is no Numba GEMM on the GPU). float32 products there are full
+float32 by default, with TensorFloat-32 an explicit option (``allow_tf32=True``): CuPy picks the cuBLAS
+compute type of a float32 GEMM from a process-wide setting, ``cupy._core.get_compute_type(float32)``,
+initialised on first use from the environment variable ``CUPY_TF32`` (1: ``COMPUTE_TYPE_TF32``, i.e.
+``CUBLAS_COMPUTE_32F_FAST_TF32``, inputs rounded to 10 mantissa bits on Ampere and later; else
+``COMPUTE_TYPE_DEFAULT``, i.e. ``CUBLAS_COMPUTE_32F`` with CuPy's handle in its default math mode, no TF32).
+``device_matmul`` sets that compute type for the duration of its GEMMs and restores the caller's
+afterwards, so the default is full float32 even with ``CUPY_TF32=1`` in the environment, and a caller's own
+CuPy setting survives. cuBLAS reads the compute type when a GEMM is enqueued, so restoring it right after
+the (asynchronous) call is safe. The setting is global, not per thread: another Python thread running a
+CuPy float32 GEMM at the same moment sees it too. TF32 is an allowance, as torch's ``allow_tf32``: on GPUs
+before compute capability 8.0 (no TF32) it is silently full float32, and cuBLAS may still choose a full
+float32 kernel for a given shape. float64 products are never affected.
 """
 
 from __future__ import annotations
@@ -36,6 +52,7 @@ from kernels._util import (
     as_float_array,
     backend_of,
     common_float_dtype,
+    device_module,
     out_array,
     serial_and_parallel,
 )
@@ -163,22 +180,77 @@ _gemm_serial, _gemm_parallel = serial_and_parallel(_gemm, cache=True, fastmath=F
 
 
 # ----------------------------------------------------------------------------------------------------
+# Device GEMMs (cuBLAS through CuPy; NumPy's matmul under the CUDA simulator).
+
+
+def _tf32_capable(cupy) -> bool:
+    # TF32 tensor cores exist from compute capability 8.0 (Ampere); CuPy caches the capability per device
+    return int(cupy.cuda.Device().compute_capability) >= 80
+
+
+def _swap_float32_compute_type(xp, allow_tf32):
+    """Set CuPy's float32 GEMM compute type to TF32 (allowed, and the GPU has it) or DEFAULT (full float32)
+    and return the caller's setting to restore, or None when it already was what is wanted. Any setting
+    other than TF32 (DEFAULT, PEDANTIC, ...) already means full float32 inputs and is left alone when TF32
+    is not allowed."""
+    from cupy._core import _routines_linalg as linalg
+
+    prev = xp._core.get_compute_type(np.float32)  # its first call reads CUPY_TF32
+    want_tf32 = allow_tf32 and _tf32_capable(xp)
+    if want_tf32 == (prev == linalg.COMPUTE_TYPE_TF32):
+        return None
+    xp._core.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if want_tf32 else linalg.COMPUTE_TYPE_DEFAULT)
+    return prev
+
+
+def device_matmul(products, allow_tf32=False):
+    """c = a @ b for each (a, b, c) in ``products``: validated 2-D device arrays of one dtype, c C-contiguous
+    and not overlapping a or b (a and b may be transposed views: cuBLAS reads them in place). Enqueued on
+    the current stream through the device module's matmul, with CuPy's float32 compute type set from
+    ``allow_tf32`` around the calls (module notes). Under the simulator the module is NumPy's, and the
+    compute type, which only CuPy has, is not touched."""
+    xp = device_module()
+    prev = None
+    if xp.__name__ == "cupy" and products[0][2].dtype == np.float32:
+        prev = _swap_float32_compute_type(xp, allow_tf32)
+    try:
+        for a, b, c in products:
+            xp.matmul(a, b, out=c)
+    finally:
+        if prev is not None:
+            xp._core.set_compute_type(np.float32, prev)
+
+
+def check_bool(name, value) -> bool:
+    """A bool flag argument (Python or NumPy bool), or TypeError naming it."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+# ----------------------------------------------------------------------------------------------------
 # Public functions.
 
 
-def matmul(a, b, *, impl="blas", out=None):
+def matmul(a, b, *, impl="blas", out=None, allow_tf32=False):
     """C = a @ b for 2-D float32 or float64 arrays a (M, K) and b (K, N); returns C (M, N), a's dtype.
 
-    impl="blas" calls np.matmul; impl="numba" runs the blocked Numba GEMM of this module. out, if given,
-    receives C and is returned. Non-contiguous a and b are copied first.
+    NumPy arrays: impl="blas" calls np.matmul; impl="numba" runs the blocked Numba GEMM of this module.
+    Device arrays: cuBLAS through CuPy on the current stream, whatever the (validated) impl; a float32
+    product is full float32 unless ``allow_tf32=True`` lets cuBLAS round the inputs to TensorFloat-32 (see
+    the module notes: checked only on a real GPU, since the simulator's matmul is NumPy's). On the CPU
+    ``allow_tf32`` is validated and ignored (BLAS sgemm has no TF32). out, if given, receives C and is
+    returned; on the device it must be a device array. Non-contiguous a and b are copied first.
 
     Raises ValueError for an unknown impl, inputs that are not 2-D, inner dimensions that differ, or a bad
-    out (shape not (M, N), not C-contiguous, read-only, overlapping a or b); TypeError for non-arrays,
-    dtypes other than float32/float64, a and b of different dtypes, or out of another dtype.
+    out (shape not (M, N), not C-contiguous, read-only, overlapping a or b); TypeError for non-arrays, a
+    host/device mix, dtypes other than float32/float64, a and b of different dtypes, out of another dtype,
+    or an allow_tf32 that is not a bool.
     """
-    backend_of(a, b, out)
+    backend = backend_of(a=a, b=b, out=out)
     if impl not in IMPLS:
         raise ValueError(f"impl = {impl!r} is not one of {IMPLS}")
+    check_bool("allow_tf32", allow_tf32)
     dtype = common_float_dtype(a=a, b=b)
     a = as_float_array("a", a, ndim=2, dtype=dtype)
     b = as_float_array("b", b, ndim=2, dtype=dtype)
@@ -187,7 +259,9 @@ def matmul(a, b, *, impl="blas", out=None):
         raise ValueError(f"inner dimensions differ: a has shape {a.shape} and b has shape {b.shape} "
                          f"(a.shape[1] = {k} != b.shape[0] = {k2})")
     c = out_array("out", out, (m, n), dtype, inputs=(a, b))
-    if impl == "blas":
+    if backend == "cuda":
+        device_matmul(((a, b, c),), allow_tf32)
+    elif impl == "blas":
         np.matmul(a, b, out=c)
     elif m * n * k >= _PARALLEL_MIN_MACS:
         _gemm_parallel(a, b, c)

@@ -207,7 +207,7 @@ def test_rejects_bad_dtypes_and_shapes():
         A.relu(np.ones(3, np.int32))
     with pytest.raises(TypeError, match="x has dtype float16"):
         A.sigmoid(np.ones(3, np.float16))
-    with pytest.raises(TypeError, match="x must be a numpy.ndarray, got list"):
+    with pytest.raises(TypeError, match="x must be a numpy.ndarray or a CUDA device array .CuPy., got list"):
         A.tanh([1.0, 2.0])
     with pytest.raises(TypeError, match="y has dtype float64 but dy has dtype float32"):
         A.relu_backward(np.ones(3, np.float32), np.ones(3))

@@ -5,6 +5,8 @@ arrays are small; with one, on the device (NumPy arrays are copied in and out by
 arguments are built by the same functions the public CPU API uses (``activation_code``,
 ``check_negative_slope``), and the inputs include NaN, +-inf, +-0.0 and values that saturate sigmoid/tanh.
 
+The last section runs the public kernels.activations functions on device arrays (the ``dev`` fixture).
+
 Tolerances against the CPU kernels: the simulator calls the very helpers the CPU loop inlines (compiled
 for the host), so it agrees to the last bit in practice; the bounds are set for a real GPU, where float64
 sigmoid/tanh call libdevice's exp/tanh (within 2 ulp) instead of the host libm, and NVVM fuses
@@ -143,3 +145,100 @@ def test_grid_stride_covers_every_element(rng, monkeypatch):
     y = _cuda_forward(x, "tanh", 0.01)
     assert_close(y, np.tanh(x), 1e-15, 0.0, "y")
     assert_close(_cuda_backward(dy, y, "sigmoid", 0.01), dy * y * (1 - y), 1e-15, 1e-300, "dx")
+
+
+# ------------------------------------------------------------------------------------------------------
+# The public functions on device arrays (the dispatch of kernels.activations to the launchers above), with
+# the tolerances of _check_against_cpu against the CPU functions and the CPU's own against the oracle.
+
+PUBLIC = [
+    (A.relu, A.relu_backward, "relu", {}),
+    (A.leaky_relu, A.leaky_relu_backward, "leaky_relu", {"negative_slope": 0.2}),
+    (A.sigmoid, A.sigmoid_backward, "sigmoid", {}),
+    (A.tanh, A.tanh_backward, "tanh", {}),
+    (lambda x, **kw: A.activation_forward(x, "identity", **kw),
+     lambda dy, y, **kw: A.activation_backward(dy, y, "identity", **kw), "identity", {}),
+]
+PUBLIC_IDS = ["relu", "leaky_relu", "sigmoid", "tanh", "activation_forward-identity"]
+
+
+def _assert_same_error(cpu_call, dev_call):
+    """The device call raises what the CPU call raises: same type, same message."""
+    with pytest.raises((TypeError, ValueError)) as cpu:
+        cpu_call()
+    with pytest.raises((TypeError, ValueError)) as dev:
+        dev_call()
+    assert type(dev.value) is type(cpu.value) and str(dev.value) == str(cpu.value), (dev.value, cpu.value)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("fwd,bwd,kind,kw", PUBLIC, ids=PUBLIC_IDS)
+def test_public_functions_on_device_arrays(dev, rng, fwd, bwd, kind, kw, dtype):
+    slope = kw.get("negative_slope", 0.01)
+    x = _inputs(rng, 7 * 33, dtype).reshape(7, 33)  # every special value among fresh normal ones
+    y_dev = fwd(dev.asarray(x), **kw)
+    assert dev.get_array_module(y_dev) is dev, type(y_dev)
+    assert y_dev.shape == x.shape and y_dev.dtype == dtype
+    y_cpu = fwd(x, **kw)
+    _check_against_cpu(dev.asnumpy(y_dev), y_cpu, kind, dtype, "y")
+    assert_close(dev.asnumpy(y_dev), R.activation(x, kind, slope), *TOLS[dtype], "y vs oracle")
+    # out= on the device, and a strided device input (copied contiguous on the device first)
+    out = dev.asarray(np.full_like(x, 7.0))
+    assert fwd(dev.asarray(x), out=out, **kw) is out
+    _check_against_cpu(dev.asnumpy(out), y_cpu, kind, dtype, "out")
+    _check_against_cpu(dev.asnumpy(fwd(dev.asarray(x)[:, ::3], **kw)), fwd(x[:, ::3], **kw), kind, dtype,
+                       "strided x")
+
+    dy = random_array(rng, x.shape, dtype)
+    dx_out = dev.asarray(np.full_like(x, 7.0))
+    dx_dev = bwd(dev.asarray(dy), dev.asarray(y_cpu), out=dx_out, **kw)
+    assert dx_dev is dx_out
+    dx_cpu = bwd(dy, y_cpu, **kw)
+    _check_against_cpu(dev.asnumpy(dx_dev), dx_cpu, kind, dtype, "dx")
+    assert_close(dev.asnumpy(dx_dev), R.activation_backward(dy, y_cpu, kind, slope), *TOLS[dtype], "dx vs oracle")
+    dx_new = bwd(dev.asarray(dy), dev.asarray(y_cpu), **kw)
+    assert dev.get_array_module(dx_new) is dev and dx_new.dtype == dtype
+    _check_against_cpu(dev.asnumpy(dx_new), dx_cpu, kind, dtype, "dx without out")
+
+
+def test_public_zero_d_and_empty_device_arrays(dev, rng):
+    x = np.array(rng.standard_normal() - 3.0)  # 0-d, negative
+    y = A.leaky_relu(dev.asarray(x), 0.5)
+    assert y.shape == () and dev.get_array_module(y) is dev
+    assert dev.asnumpy(y).tolist() == A.leaky_relu(x, 0.5).tolist()
+    empty = A.tanh_backward(dev.asarray(np.empty((0, 3))), dev.asarray(np.empty((0, 3))))
+    assert empty.shape == (0, 3) and dev.get_array_module(empty) is dev
+
+
+# bad calls, each given d: puts a host array on the backend under test
+XB = np.linspace(-1.0, 1.0, 6).reshape(2, 3)
+
+
+def _out_is_x(d):
+    x = d(XB)
+    return A.sigmoid(x, out=x)
+
+
+BAD_CALLS = {
+    "int-dtype": lambda d: A.relu(d(np.ones(3, np.int32))),
+    "dtype-mix": lambda d: A.relu_backward(d(XB.astype(np.float32)), d(XB)),
+    "shape-mismatch": lambda d: A.tanh_backward(d(XB), d(XB[:, :2])),
+    "out-shape": lambda d: A.tanh(d(XB), out=d(np.empty((3, 2)))),
+    "out-dtype": lambda d: A.tanh(d(XB), out=d(np.empty((2, 3), np.float32))),
+    "out-strided": lambda d: A.relu(d(XB), out=d(np.empty((2, 6)))[:, ::2]),
+    "out-is-x": _out_is_x,
+    "kind": lambda d: A.activation_forward(d(XB), "gelu"),
+    "slope": lambda d: A.leaky_relu_backward(d(XB), d(XB), -0.5),
+}
+
+
+@pytest.mark.parametrize("call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_public_errors_on_device_arrays_match_the_cpu(dev, call):
+    _assert_same_error(lambda: call(np.asarray), lambda: call(dev.asarray))
+
+
+def test_public_host_device_mixes_name_the_arguments(dev):
+    with pytest.raises(TypeError, match=r"^y is on the CPU \(NumPy\) but dy is on the GPU"):
+        A.relu_backward(dev.asarray(XB), XB)
+    with pytest.raises(TypeError, match=r"^out is on the CPU \(NumPy\) but x is on the GPU"):
+        A.sigmoid(dev.asarray(XB), out=np.empty((2, 3)))

@@ -6,6 +6,10 @@ cuBLAS's on a GPU and are not part of kernels/cuda/linear.py: here NumPy's matmu
 same call the CPU layer makes. Launch arguments come from the functions the public CPU API uses
 (``activation_code``, ``check_negative_slope``); buffers start at 7, not 0, so a skipped element shows.
 
+The last section runs the public kernels.linear functions on device arrays (the ``dev`` fixture: the
+simulator's arrays, or CuPy's on a GPU, where the GEMMs are cuBLAS's), against the CPU functions, the oracle
+and the CPU's errors.
+
 Shapes (N, in, out) cover one element, one row, one output column, and N = 65 and 130, which cross
 REDUCE_BLOCK_ROWS = 64 (a last block of 1 and of 2 rows).
 
@@ -35,7 +39,7 @@ from kernels import linear as L
 from kernels import reference as R
 from kernels._util import REDUCE_BLOCK_ROWS, num_row_blocks
 from kernels.activations import IDENTITY, activation_code, check_negative_slope
-from tests.helpers import DTYPE_IDS, DTYPE_TOLS, assert_close, random_array
+from tests.helpers import DTYPE_IDS, DTYPE_TOLS, TOLS, assert_close, random_array
 
 cuda = pytest.importorskip("numba.cuda")
 pytestmark = pytest.mark.skipif(not (numba.config.ENABLE_CUDASIM or cuda.is_available()),
@@ -245,3 +249,206 @@ def test_empty_batch_gives_zero_bias_gradient(rng):
     assert dz.shape == (0, 4) and part.shape == (0, 4)
     _assert_same_bits(db, L.linear_backward(np.empty((0, 4)), x, w, y, "relu")[2], "db")
     assert db.tolist() == [0.0] * 4
+
+
+# ------------------------------------------------------------------------------------------------------
+# The public functions on device arrays: kernels.linear.linear_forward / linear_backward dispatch to the
+# passes above and to the device GEMMs (NumPy's matmul in the simulator, cuBLAS through CuPy on a GPU).
+#
+# Tolerances against the CPU layer: each side's GEMM is within _gemm_atol of the exact product (another
+# summation order on a GPU, FMAs), hence 2 of it between them, plus the activation's few ulp as above (the
+# activations are 1-Lipschitz, so a GEMM error carries over to y unchanged). The backward gets the CPU's y
+# on both sides, so dz differs by the activation's ulps only and the dx / dw GEMMs add their bounds on top
+# (3 _gemm_atol: two GEMMs, and the dz difference, which 4 eps sum |dz| |w| covers). The bias gradient is
+# bitwise the CPU's reduction of the device's own dz (read from the workspace), and bitwise the CPU layer's
+# for the selects. Against the oracle: the dtype tolerances plus the GEMM bounds, as above.
+
+PUBLIC_CASES = [
+    # (kind, slope, dtype, (N, in, out), bias, device workspace)
+    (None, 0.01, np.float64, (1, 1, 1), False, False),  # no pass at all: the GEMMs alone
+    (None, 0.01, np.float32, (7, 3, 5), True, True),  # identity with a bias: dz is dy, only the partials
+    ("relu", 0.01, np.float32, (7, 5, 33), True, False),
+    ("leaky_relu", 0.2, np.float64, (65, 3, 5), True, True),  # a last row block of one row
+    ("sigmoid", 0.01, np.float32, (1, 4, 7), False, True),
+    ("tanh", 0.01, np.float64, (65, 2, 1), True, False),
+]
+PUBLIC_IDS = ["identity-nobias-1x1x1", "identity-bias-ws", "relu", "leaky_relu-ws-65rows", "sigmoid-nobias-ws",
+              "tanh-65rows"]
+
+
+def _act_rtol(dtype):
+    return 1e-15 if dtype == np.float64 else 4 * EPS[dtype]
+
+
+def _assert_same_error(cpu_call, dev_call):
+    """The device call raises what the CPU call raises: same type, same message."""
+    with pytest.raises((TypeError, ValueError)) as cpu:
+        cpu_call()
+    with pytest.raises((TypeError, ValueError)) as dev:
+        dev_call()
+    assert type(dev.value) is type(cpu.value) and str(dev.value) == str(cpu.value), (dev.value, cpu.value)
+
+
+@pytest.mark.parametrize("kind,slope,dtype,nkm,bias,use_ws", PUBLIC_CASES, ids=PUBLIC_IDS)
+def test_public_layer_on_device_arrays(dev, rng, kind, slope, dtype, nkm, bias, use_ws):
+    n, k, m = nkm
+    rtol, atol = TOLS[dtype]
+    x, w, b = _layer(rng, n, k, m, dtype, bias)
+    d = dev.asarray
+    y_dev = L.linear_forward(d(x), d(w), None if b is None else d(b), kind, negative_slope=slope)
+    assert dev.get_array_module(y_dev) is dev, type(y_dev)
+    assert y_dev.shape == (n, m) and y_dev.dtype == dtype
+    y = dev.asnumpy(y_dev)
+    y_cpu = L.linear_forward(x, w, b, kind, negative_slope=slope)
+    bound = _gemm_atol(np.abs(x), np.abs(w), k, dtype, 0.0 if b is None else np.abs(b))
+    assert_close(y, y_cpu, _act_rtol(dtype), 2 * bound, "y vs CPU")
+    assert_close(y, R.linear_forward(x, w, b, kind, slope), rtol, atol + bound, "y vs oracle")
+
+    dy = random_array(rng, (n, m), dtype)
+    ws = L.LinearWorkspace(n, m, dtype, device="cuda") if use_ws else None
+    outs = {"out_dx": d(np.full((n, k), 7.0, dtype)), "out_dw": d(np.full((k, m), 7.0, dtype)),
+            "out_db": d(np.full(m, 7.0, dtype)) if bias else None}
+    dx_dev, dw_dev, db_dev = L.linear_backward(d(dy), d(x), d(w), d(y_cpu), kind, negative_slope=slope,
+                                               has_bias=bias, workspace=ws, **outs)
+    assert dx_dev is outs["out_dx"] and dw_dev is outs["out_dw"] and db_dev is outs["out_db"]
+    dx, dw = dev.asnumpy(dx_dev), dev.asnumpy(dw_dev)
+    dx_cpu, dw_cpu, db_cpu = L.linear_backward(dy, x, w, y_cpu, kind, negative_slope=slope, has_bias=bias)
+    dz_abs = np.abs(R.activation_backward(dy, y_cpu, kind, slope))
+    dx_bound = _gemm_atol(dz_abs, np.abs(w).T, m, dtype)
+    dw_bound = _gemm_atol(np.abs(x).T, dz_abs, n, dtype)
+    assert_close(dx, dx_cpu, 0.0, 3 * dx_bound, "dx vs CPU")
+    assert_close(dw, dw_cpu, 0.0, 3 * dw_bound, "dw vs CPU")
+    rdx, rdw, rdb = R.linear_backward(dy, x, w, y_cpu, kind, slope, has_bias=bias)
+    assert_close(dx, rdx, rtol, atol + dx_bound, "dx vs oracle")
+    assert_close(dw, rdw, rtol, atol + dw_bound, "dw vs oracle")
+    if not bias:
+        assert db_dev is None and db_cpu is None
+        return
+    db = dev.asnumpy(db_dev)
+    if use_ws:
+        # the reduction on the device is the CPU's, addition for addition, on the device's dz
+        dz = dy if kind is None else dev.asnumpy(ws.dz)
+        part_same_dz, db_same_dz = _cpu_sums_of(dz)
+        _assert_same_bits(dev.asnumpy(ws.partials), part_same_dz, "workspace partials vs the CPU's sums")
+        _assert_same_bits(db, db_same_dz, "db vs the CPU's sum of the device's dz")
+    if kind in SELECTS:
+        _assert_same_bits(db, db_cpu, "db vs CPU")
+    else:
+        assert_close(db, db_cpu, EPS[dtype], 4 * EPS[dtype] * dz_abs.sum(axis=0), "db vs CPU")
+    assert_close(db, rdb, rtol, atol + 2 * EPS[dtype] * dz_abs.sum(axis=0), "db vs oracle")
+
+
+def test_public_need_dx_false_and_empty_batch_on_device(dev, rng):
+    d = dev.asarray
+    x, w, b = _layer(rng, 5, 3, 4, np.float32, True)
+    y = L.linear_forward(x, w, b, "relu")
+    dy = random_array(rng, y.shape, np.float32)
+    dx, dw, db = L.linear_backward(d(dy), d(x), d(w), d(y), "relu", need_dx=False)
+    _, dw_cpu, db_cpu = L.linear_backward(dy, x, w, y, "relu", need_dx=False)
+    assert dx is None
+    assert_close(dev.asnumpy(dw), dw_cpu, 0.0, 3 * _gemm_atol(np.abs(x).T, np.abs(dy), 5, np.float32), "dw")
+    _assert_same_bits(dev.asnumpy(db), db_cpu, "db")
+    # no rows: y is (0, out), the weight gradient and the bias gradient are zeros, as on the CPU
+    x0 = np.empty((0, 3), np.float32)
+    y0 = L.linear_forward(d(x0), d(w), d(b), "relu")
+    assert y0.shape == (0, 4) and dev.get_array_module(y0) is dev
+    dx0, dw0, db0 = L.linear_backward(d(np.empty((0, 4), np.float32)), d(x0), d(w), y0, "relu")
+    assert dx0.shape == (0, 3)
+    assert dev.asnumpy(dw0).tolist() == [[0.0] * 4] * 3 and dev.asnumpy(db0).tolist() == [0.0] * 4
+
+
+def test_public_functions_pass_allow_tf32_to_the_device_gemms(dev, rng, monkeypatch):
+    seen = []
+    real = L.device_matmul
+
+    def spy(products, allow_tf32=False):
+        seen.append((len(products), allow_tf32))
+        real(products, allow_tf32)
+
+    monkeypatch.setattr(L, "device_matmul", spy)
+    d = dev.asarray
+    x, w, _ = _layer(rng, 3, 2, 4, np.float32, False)
+    y = L.linear_forward(d(x), d(w), allow_tf32=True)  # identity, no bias: the GEMM alone
+    L.linear_backward(d(random_array(rng, (3, 4), np.float32)), d(x), d(w), y, has_bias=False)
+    L.linear_backward(d(random_array(rng, (3, 4), np.float32)), d(x), d(w), y, has_bias=False, need_dx=False,
+                      allow_tf32=True)
+    assert seen == [(1, True), (2, False), (1, True)]
+
+
+def _ws(n, m, dtype, device):
+    return L.LinearWorkspace(n, m, dtype, device=device)
+
+
+# bad calls, each given (d, device): d puts a host array on the backend under test, device names it
+X, W, B, DY = (np.linspace(0.5, 2.0, 12).reshape(4, 3), np.linspace(-1.0, 1.0, 15).reshape(3, 5),
+               np.linspace(-0.5, 0.5, 5), np.linspace(-2.0, 1.0, 20).reshape(4, 5))
+
+
+def _out_overlapping_x(d, device):
+    buf = d(np.ones((4, 6)))
+    return L.linear_forward(buf[:, :3], d(W[:, :3]), out=buf[:, 3:6])
+
+
+def _out_dw_overlapping_w(d, device):
+    w = d(W)
+    return L.linear_backward(d(DY), d(X), w, d(DY), out_dw=w)
+
+
+def _workspace_overlapping_out_dx(d, device):
+    ws = _ws(4, 5, np.float64, device)
+    return L.linear_backward(d(DY), d(X), d(W), d(DY), "relu", out_dx=ws.dz.reshape(-1)[:12].reshape(4, 3),
+                             workspace=ws)
+
+
+BAD_CALLS = {
+    "w-dtype": lambda d, device: L.linear_forward(d(X), d(W.astype(np.float32)), d(B)),
+    "x-not-2d": lambda d, device: L.linear_forward(d(X[0]), d(W), d(B)),
+    "w-shape": lambda d, device: L.linear_forward(d(X), d(W[:2]), d(B)),
+    "b-shape": lambda d, device: L.linear_forward(d(X), d(W), d(B[:4])),
+    "activation": lambda d, device: L.linear_forward(d(X), d(W), d(B), "gelu"),
+    "slope": lambda d, device: L.linear_forward(d(X), d(W), d(B), "leaky_relu", negative_slope=-0.1),
+    "out-dtype": lambda d, device: L.linear_forward(d(X), d(W), d(B), out=d(DY.astype(np.float32))),
+    "out-overlaps-x": _out_overlapping_x,
+    "allow_tf32": lambda d, device: L.linear_forward(d(X), d(W), allow_tf32=1),
+    "dy-shape": lambda d, device: L.linear_backward(d(DY[:, :4]), d(X), d(W), d(DY), "relu"),
+    "out_dw-overlaps-w": _out_dw_overlapping_w,
+    "out_db-without-bias": lambda d, device: L.linear_backward(d(DY), d(X), d(W), d(DY), has_bias=False,
+                                                               out_db=d(B)),
+    "out_dx-without-need_dx": lambda d, device: L.linear_backward(d(DY), d(X), d(W), d(DY), need_dx=False,
+                                                                  out_dx=d(X.copy())),
+    "need_dx": lambda d, device: L.linear_backward(d(DY), d(X), d(W), d(DY), need_dx="no"),
+    "workspace-shape": lambda d, device: L.linear_backward(d(DY), d(X), d(W), d(DY), "relu",
+                                                           workspace=_ws(4, 6, np.float64, device)),
+    "workspace-overlaps-out_dx": _workspace_overlapping_out_dx,
+}
+
+
+@pytest.mark.parametrize("call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_public_errors_on_device_arrays_match_the_cpu(dev, call):
+    _assert_same_error(lambda: call(np.asarray, "cpu"), lambda: call(dev.asarray, "cuda"))
+
+
+def test_public_host_device_mixes_name_the_arguments(dev):
+    d = dev.asarray
+    with pytest.raises(TypeError, match=r"^w is on the CPU \(NumPy\) but x is on the GPU"):
+        L.linear_forward(d(X), W, d(B))
+    with pytest.raises(TypeError, match=r"^out is on the CPU \(NumPy\) but x is on the GPU"):
+        L.linear_forward(d(X), d(W), out=np.empty((4, 5)))
+    with pytest.raises(TypeError, match=r"^x is on the CPU \(NumPy\) but dy is on the GPU"):
+        L.linear_backward(d(DY), X, d(W), d(DY))
+    with pytest.raises(TypeError, match=r"^out_db is on the CPU \(NumPy\) but dy is on the GPU"):
+        L.linear_backward(d(DY), d(X), d(W), d(DY), out_db=np.empty(5))
+    with pytest.raises(TypeError, match=r"^the arrays are on the GPU but workspace is on the CPU: create "
+                                        r"LinearWorkspace\(4, 5, float64, device='cuda'\)"):
+        L.linear_backward(d(DY), d(X), d(W), d(DY), "relu", workspace=_ws(4, 5, np.float64, "cpu"))
+    with pytest.raises(TypeError, match=r"^the arrays are on the CPU but workspace is on the GPU"):
+        L.linear_backward(DY, X, W, DY, "relu", workspace=_ws(4, 5, np.float64, "cuda"))
+
+
+def test_device_workspace(dev):
+    ws = L.LinearWorkspace(130, 3, np.float32, device="cuda")
+    assert dev.get_array_module(ws.dz) is dev and ws.dz.shape == (130, 3) and ws.dz.dtype == np.float32
+    assert dev.get_array_module(ws.partials) is dev and ws.partials.shape == (3, 3)
+    assert ws.partials.dtype == np.float64
+    with pytest.raises(ValueError, match=r"device = 'gpu' is not one of \('cpu', 'cuda'\)"):
+        L.LinearWorkspace(4, 5, np.float32, device="gpu")

@@ -204,7 +204,7 @@ Y = np.ones((4, 5))
     ((X.astype(np.float32), W, B), {}, TypeError, "w has dtype float64 but x has dtype float32"),
     ((X, W, B.astype(np.float32)), {}, TypeError, "b has dtype float32 but x has dtype float64"),
     ((X.astype(np.int32), W, B), {}, TypeError, "x has dtype int32; allowed dtypes: float32, float64"),
-    ((X.tolist(), W, B), {}, TypeError, "x must be a numpy.ndarray, got list"),
+    ((X.tolist(), W, B), {}, TypeError, "x must be a numpy.ndarray or a CUDA device array .CuPy., got list"),
     ((np.ones(3), W, B), {}, ValueError, "x must be 2-D"),
     ((X, np.ones((3, 5, 1)), B), {}, ValueError, "w must be 2-D"),
     ((X, np.ones((4, 5)), B), {}, ValueError, r"w has shape \(4, 5\) but x has shape \(4, 3\)"),

@@ -21,7 +21,7 @@ from tests.helpers import (
 # parallel path.
 SHAPES = [(1, 1, 1), (1, 37, 5), (7, 1023, 33), (33, 1025, 17), (129, 257, 65), (4, 3, 600), (3, 0, 4),
           (0, 5, 2), (301, 601, 530)]
-SHAPE_IDS = ["%dx%dx%d" % s for s in SHAPES]
+SHAPE_IDS = [f"{m}x{k}x{n}" for m, k, n in SHAPES]
 
 # The float64 product with a rounding bound (below) replaces DTYPE_TOLS' fixed tolerances here: a sum
 # over K terms in float32 legitimately drifts further than a few ulp.

@@ -1,5 +1,5 @@
 """CUDA kernels of the elementwise activations (kernels/activations.py has the maths, the validation and the
-CPU side).
+CPU side; its public functions launch these on device arrays).
 
     forward   y_i  = act(x_i)                  act in identity, relu, leaky_relu (slope a >= 0), sigmoid, tanh
     backward  dx_i = dy_i * act'(x_i)          written in terms of the saved output y_i = act(x_i)

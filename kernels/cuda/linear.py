@@ -1,5 +1,6 @@
 """CUDA kernels of the two fused passes around the linear layer's GEMMs (kernels/linear.py has the maths, the
-validation and the CPU side; the GEMMs themselves are cuBLAS's, through CuPy, and are not launched here).
+validation and the CPU side). kernels.linear's public functions launch them on device arrays, between the
+GEMMs, which are cuBLAS's through CuPy (kernels.matmul.device_matmul) and are not launched here.
 
     forward epilogue   y = act(y + b)                  in place, right after y = x @ W
     backward pre-pass  dz = dy * act'(y)               (from the saved output y)
@@ -36,9 +37,11 @@ Per element, the arithmetic is the CPU kernels' own scalar helpers ``apply_activ
 ``activation_grad``, compiled for the device, with the activation chosen by its integer code (uniform
 across the launch, so the branch never diverges). The launchers take what kernels/linear.py's public
 functions compute for the CPU kernels: ``activation_code(kind)``, ``check_negative_slope(slope, dtype)``
-(a scalar of the array dtype), b or None, and the dz / partials / db buffers or None exactly where the
+(a scalar of the array dtype), b or None, and the dz / partials / db buffers (device memory: the caller's
+out_db, and dz and partials from a device LinearWorkspace or allocated per call) or None exactly where the
 CPU passes None (dz with the identity activation, partials and db without a bias). They launch on the
-current stream and never synchronise.
+current stream, the one CuPy's GEMMs run on, so the passes and the GEMMs stay ordered without any
+synchronisation.
 
 The epilogue on a real GPU: the float64 sigmoid and tanh call libdevice's exp/tanh (within 2 ulp)
 instead of the host libm, float32 division in the fast-math helpers is approximate (within 2 ulp, see
