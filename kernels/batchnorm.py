@@ -44,6 +44,11 @@ writes its own row of a partial-sum array (x's dtype), the blocks run in paralle
 partials are then added serially in block order.
 The cut does not depend on the thread count, so results are bitwise the same at any number of threads.
 Every inner loop runs along C, contiguous in memory, so it vectorises.
+
+Backends: NumPy arrays run the CPU kernels below; device arrays (CuPy, anything with
+``__cuda_array_interface__``) run the same algorithm as CUDA kernels (kernels/cuda/batchnorm.py) on the
+current stream, without synchronising: y, mean, invstd, dx, dgamma and dbeta come back as device arrays
+and the running statistics are updated in place in the caller's device arrays.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from kernels._util import (
     backend_of,
     check_real,
     common_float_dtype,
+    may_share_memory,
     num_row_blocks,
     out_array,
     serial_and_parallel,
@@ -362,7 +368,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, training, mo
     the running statistics given, or running statistics / out that are not C-contiguous and writeable
     (out must also have shape (N, C), x's dtype, and not overlap an input).
     """
-    backend_of(x, gamma, beta, running_mean, running_var, out)
+    backend = backend_of(x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var,
+                         out=out)
     dtype = common_float_dtype(x=x, gamma=gamma, beta=beta, running_mean=running_mean,
                                running_var=running_var)
     x = as_float_array("x", x, ndim=2, dtype=dtype)
@@ -378,12 +385,17 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, training, mo
     if running_mean is not None:
         running_mean = writable_float_array("running_mean", running_mean, shape=(c,), dtype=dtype)
         running_var = writable_float_array("running_var", running_var, shape=(c,), dtype=dtype)
-        if np.may_share_memory(running_mean, running_var):
+        if may_share_memory(running_mean, running_var):
             raise ValueError("running_mean and running_var overlap; they must be separate buffers")
     use_batch_stats = training or running_mean is None
     if use_batch_stats and n < 2:
         raise ValueError(f"Expected more than 1 value per channel when training, got input of shape {x.shape}")
     y = out_array("out", out, (n, c), dtype, inputs=(x, gamma, beta, running_mean, running_var))
+    if backend == "cuda":
+        from kernels.cuda import batchnorm as cuda_bn
+
+        mean, invstd = cuda_bn.forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, y)
+        return y, mean, invstd
 
     update = training and running_mean is not None
     if use_batch_stats:
@@ -414,7 +426,7 @@ def batchnorm_backward(dy, x, gamma, mean, invstd, *, out=None):
     for shapes that disagree with x (N, C) or a bad out (wrong shape/dtype, not C-contiguous, read-only,
     overlapping an input).
     """
-    backend_of(dy, x, gamma, mean, invstd, out)
+    backend = backend_of(dy=dy, x=x, gamma=gamma, mean=mean, invstd=invstd, out=out)
     dtype = common_float_dtype(dy=dy, x=x, gamma=gamma, mean=mean, invstd=invstd)
     x = as_float_array("x", x, ndim=2, dtype=dtype)
     dy = as_float_array("dy", dy, ndim=2, dtype=dtype)
@@ -425,6 +437,11 @@ def batchnorm_backward(dy, x, gamma, mean, invstd, *, out=None):
     mean = _param("mean", mean, c, dtype, required=True)
     invstd = _param("invstd", invstd, c, dtype, required=True)
     dx = out_array("out", out, (n, c), dtype, inputs=(dy, x, gamma, mean, invstd))
+    if backend == "cuda":
+        from kernels.cuda import batchnorm as cuda_bn
+
+        dgamma, dbeta = cuda_bn.backward(dy, x, gamma, mean, invstd, dx)
+        return dx, dgamma, dbeta
 
     # zeros: with N == 0 no block runs and the sums must read 0. The block partials are in x's dtype (a
     # float32 block sums only REDUCE_BLOCK_ROWS terms); the blocks are added in float64.
@@ -447,7 +464,7 @@ def _param(name, a, c, dtype, required=False):
     """A per-column vector of shape (C,), C-contiguous (None allowed unless required)."""
     if a is None:
         if required:
-            raise TypeError(f"{name} must be a numpy.ndarray, got NoneType")
+            raise TypeError(f"{name} must be a numpy.ndarray or a CUDA device array (CuPy), got NoneType")
         return None
     a = as_float_array(name, a, ndim=1, dtype=dtype)
     if a.shape != (c,):

@@ -37,6 +37,12 @@ GROUP_BLOCKS (a power of two dividing 2^32), so hi32 of the counter index is the
 group and LLVM hoists it: the second round then has one varying multiply instead of two (the first
 has one either way, its other operand being the per-call counter word).
 The scratch (4 KiB per group) stays in L1; prange runs over tasks of whole groups.
+
+Backends: NumPy arrays run the CPU kernels below; device arrays (CuPy, anything with
+``__cuda_array_interface__``) run kernels/cuda/dropout.py on the current stream, with the same Philox
+words, so the device's mask is bitwise the CPU's for the same (p, seed, counter). dropout_mask, which takes
+a shape and no array, builds the mask on the GPU when asked with ``device="cuda"`` (torch's and nncore's
+name for it); the default stays the CPU.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from ._util import (
     backend_of,
     check_int,
     check_real,
+    device_module,
     out_array,
     serial_and_parallel,
 )
@@ -179,16 +186,22 @@ def _philox_args(p, seed, counter):
 
 
 def _dropout(name, x, p, seed, counter, out):
-    backend_of(x, out)
+    backend = backend_of(**{name: x}, out=out)
     x = as_float_array(name, x)
     p, seed, counter = _check_p_seed_counter(p, seed, counter)
     y = out_array("out", out, x.shape, x.dtype, inputs=(x,))
     if p == 0.0:
-        np.copyto(y, x)
+        y[...] = x  # a device-to-device copy on the current stream for device arrays
         return y
     threshold, k0, k1, c2, c3 = _philox_args(p, seed, counter)
     scale = x.dtype.type(1.0 / (1.0 - p))
     xf, yf = x.reshape(-1), y.reshape(-1)
+    if backend == "cuda":
+        from kernels.cuda import dropout as cuda_dropout
+
+        if x.size:
+            cuda_dropout.run(xf, yf, threshold, scale, k0, k1, c2, c3)
+        return y
     kernel = _dropout_parallel if x.size >= PARALLEL_MIN_ELEMENTS else _dropout_serial
     kernel(xf, yf, threshold, scale, k0, k1, c2, c3)
     return y
@@ -197,10 +210,11 @@ def _dropout(name, x, p, seed, counter, out):
 def dropout_forward(x, p, seed, counter, *, out=None):
     """Inverted dropout in training mode: y = x * mask / (1 - p), mask from (seed, counter).
 
-    x: float32/float64 array of any shape (non-contiguous input is copied). p: drop probability, a real
-    in [0, 1) (p == 0 returns a copy of x). seed, counter: integers in [0, 2^64); use a new counter for
-    every call that needs a fresh mask and the same (seed, counter) in the matching backward. out: an
-    optional C-contiguous array of x's shape and dtype, not overlapping x. Returns y.
+    x: float32/float64 array of any shape (non-contiguous input is copied), NumPy or device (then y is a
+    device array). p: drop probability, a real in [0, 1) (p == 0 returns a copy of x). seed, counter:
+    integers in [0, 2^64); use a new counter for every call that needs a fresh mask and the same
+    (seed, counter) in the matching backward. out: an optional C-contiguous array of x's shape and dtype,
+    on x's device, not overlapping x. Returns y.
     """
     return _dropout("x", x, p, seed, counter, out)
 
@@ -210,17 +224,34 @@ def dropout_backward(dy, p, seed, counter, *, out=None):
     return _dropout("dy", dy, p, seed, counter, out)
 
 
-def dropout_mask(shape, p, seed, counter):
-    """The keep mask (bool array of ``shape``) that dropout_forward uses for (p, seed, counter)."""
+_DEVICES = ("cpu", "cuda")
+
+
+def dropout_mask(shape, p, seed, counter, *, device="cpu"):
+    """The keep mask (bool array of ``shape``) that dropout_forward uses for (p, seed, counter).
+
+    device: "cpu" (the default) returns a NumPy array; "cuda" computes the mask on the GPU and returns a
+    device array (CuPy's, on its current device and stream; the simulator's under NUMBA_ENABLE_CUDASIM=1),
+    bitwise the same mask.
+    """
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
     if not isinstance(shape, tuple):
         raise TypeError(f"shape must be a tuple of integers, got {type(shape).__name__}")
     shape = tuple(check_int(f"shape[{i}]", d, low=0) for i, d in enumerate(shape))
     p, seed, counter = _check_p_seed_counter(p, seed, counter)
+    if device not in _DEVICES:
+        raise ValueError(f"device = {device!r} is not one of {_DEVICES}")
+    threshold, k0, k1, c2, c3 = _philox_args(p, seed, counter)
+    if device == "cuda":
+        from kernels.cuda import dropout as cuda_dropout
+
+        m = device_module().empty(shape, dtype=np.bool_)
+        if m.size:
+            cuda_dropout.run_mask(m.reshape(-1), threshold, k0, k1, c2, c3)
+        return m
     m = np.empty(shape, dtype=np.bool_)
     mf = m.reshape(-1)
-    threshold, k0, k1, c2, c3 = _philox_args(p, seed, counter)
     kernel = _mask_parallel if mf.size >= PARALLEL_MIN_ELEMENTS else _mask_serial
     kernel(mf, threshold, k0, k1, c2, c3)
     return m

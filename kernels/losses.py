@@ -12,7 +12,7 @@ targets t (same shape, any shape), per-element loss l_i and gradient g_i = d l_i
 axis. Reductions: "none" returns l (x's shape) and dx = g; "sum" returns sum_i l_i and dx = g; "mean"
 returns sum_i l_i / n and dx = g / n, n = x.size. An empty input gives loss 0 with "mean" and "sum" (not
 0/0 = NaN) and an empty dx. Every function returns (loss, dx); a reduced loss is a NumPy scalar of the
-input dtype.
+input dtype (a 0-d device array of that dtype for device input, see below).
 
 Numerics. -log s(x) = max(-x, 0) + log1p(exp(-|x|)) and -log s(-x) = max(x, 0) + log1p(exp(-|x|)): the
 exponential never overflows and every term is >= 0 for targets in [0, 1] and non-negative weights, so
@@ -26,6 +26,12 @@ float32 uses the polynomial exp of kernels._fastexp and a polynomial log1p (belo
 vectorise; float64 uses math.exp / math.log1p (full precision). Sums accumulate in float64 over fixed
 blocks of LOSS_BLOCK elements (blocks in parallel, partials added exactly with math.fsum), so the loss
 is bitwise the same at any thread count.
+
+Backends: NumPy arrays run the CPU kernels below; device arrays (CuPy, anything with
+``__cuda_array_interface__``) run kernels/cuda/losses.py on the current stream, with the weight and
+pos_weight vectors built on the device exactly as here. There "mean" and "sum" are reduced on the device
+too (kernels.cuda.reduce.sum_scaled over the float64 block partials) and returned as a 0-d device array,
+as torch returns a 0-d tensor: nothing is read back to the host until the caller asks (``float(loss)``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from ._fastexp import fast_exp, float32_or_libm
 from ._util import (
     FASTMATH,
     PARALLEL_MIN_ELEMENTS,
+    array_module,
     as_float_array,
     backend_of,
     check_reduction,
@@ -50,7 +57,7 @@ from ._util import (
 
 # error_model="numpy": IEEE division instead of Python's ZeroDivisionError check, whose branch (and
 # exception path) would stop the loops from vectorising; no divisor here can be 0 for finite input.
-_JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
+_JIT = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
 
 # Elements per reduction block: the unit of both the parallel split and the float64 partial sums.
 LOSS_BLOCK = 1 << 14
@@ -230,9 +237,9 @@ _diff_serial, _diff_parallel = serial_and_parallel(_diff_blocks, **_JIT)
 # public functions
 
 
-def _prepare(x, target, reduction, out, extra=()):
-    """Validate the common arguments; return (x, t, dtype, reduction, dx, loss buffer, store_loss)."""
-    backend_of(x, target, out, *extra)
+def _prepare(x, target, reduction, out, **weights):
+    """Validate the common arguments; return (backend, x, t, dtype, reduction, dx, loss buffer, store_loss)."""
+    backend = backend_of(x=x, target=target, out=out, **weights)
     dtype = common_float_dtype(x=x, target=target)
     x = as_float_array("x", x)
     t = as_float_array("target", target)
@@ -240,11 +247,12 @@ def _prepare(x, target, reduction, out, extra=()):
     reduction = check_reduction(reduction)
     dx = out_array("out", out, x.shape, dtype, inputs=(x, t))
     store = reduction == "none"
-    loss = np.empty(x.shape if store else (0,), dtype=dtype)
-    return x, t, dtype, reduction, dx, loss, store
+    loss = array_module(x).empty(x.shape if store else (0,), dtype=dtype)
+    return backend, x, t, dtype, reduction, dx, loss, store
 
 
 def _finish(reduction, loss, partials, n, dtype):
+    """The loss to return, from the CPU kernel's outputs (kernels.cuda.losses.reduced_loss on the device)."""
     if reduction == "none":
         return loss
     total = math.fsum(partials.tolist())
@@ -258,9 +266,9 @@ def _scale(reduction, n):
     return 1.0 / n if reduction == "mean" and n else 1.0
 
 
-def _periodic(a, c, period):
-    """A length-c vector tiled to ``period`` (a multiple of c), contiguous."""
-    return np.ascontiguousarray(np.tile(np.ascontiguousarray(a), period // c))
+def _periodic(xp, a, c, period):
+    """A length-c vector tiled to ``period`` (a multiple of c), contiguous, by the array module xp."""
+    return xp.ascontiguousarray(xp.tile(xp.ascontiguousarray(a), period // c))
 
 
 def binary_cross_entropy_with_logits(x, target, *, weight=None, pos_weight=None, reduction="mean", out=None):
@@ -270,10 +278,12 @@ def binary_cross_entropy_with_logits(x, target, *, weight=None, pos_weight=None,
     weight: optional array of the same dtype broadcastable to x.shape; pos_weight: optional 1-D array of
     the same dtype with x.shape[-1] entries (or 1), weighting the positive term per last-axis position;
     reduction: "mean" | "sum" | "none"; out: optional buffer for dx (x's shape and dtype, C-contiguous,
-    not overlapping an input). loss is a dtype scalar ("mean"/"sum") or an array of x's shape ("none");
-    dx = d loss / dx (elementwise d l_i / d x_i for "none").
+    not overlapping an input). loss is a dtype scalar ("mean"/"sum"; a 0-d device array for device input)
+    or an array of x's shape ("none"); dx = d loss / dx (elementwise d l_i / d x_i for "none").
     """
-    x, t, dtype, reduction, dx, loss, store = _prepare(x, target, reduction, out, (weight, pos_weight))
+    backend, x, t, dtype, reduction, dx, loss, store = _prepare(x, target, reduction, out, weight=weight,
+                                                                pos_weight=pos_weight)
+    xp = array_module(x)  # numpy, or the device module: the weight vectors are built where x lives
     common_float_dtype(x=x, weight=weight, pos_weight=pos_weight)
     n = x.size
     c = x.shape[-1] if x.ndim else 1
@@ -281,7 +291,7 @@ def binary_cross_entropy_with_logits(x, target, *, weight=None, pos_weight=None,
 
     w_full = False
     if weight is None:
-        w = np.ones(period, dtype=dtype)
+        w = xp.ones(period, dtype=dtype)
     else:
         weight = as_float_array("weight", weight, dtype=dtype)
         try:
@@ -290,16 +300,18 @@ def binary_cross_entropy_with_logits(x, target, *, weight=None, pos_weight=None,
             shape = None
         if shape != x.shape:
             raise ValueError(f"weight has shape {weight.shape}, which does not broadcast to x's shape {x.shape}")
-        wb = np.broadcast_to(weight, x.shape)
+        wb = xp.broadcast_to(weight, x.shape)
         if x.ndim and all(s == 0 for s in wb.strides[:-1]) and n:
             # varies along the last axis only: keep it periodic instead of materialising n values
-            w = _periodic(wb[(0,) * (x.ndim - 1)], c, period)
+            w = _periodic(xp, wb[(0,) * (x.ndim - 1)], c, period)
         else:
-            w = np.ascontiguousarray(wb).reshape(-1)
+            # x's shape: weight itself (contiguous), not the read-only broadcast view of it, which a
+            # simulated launch could not copy its (unchanged) values back into
+            w = weight.reshape(-1) if weight.shape == x.shape else xp.ascontiguousarray(wb).reshape(-1)
             w_full = True
 
     if pos_weight is None:
-        pw = np.ones(period, dtype=dtype)
+        pw = xp.ones(period, dtype=dtype)
     else:
         pos_weight = as_float_array("pos_weight", pos_weight, dtype=dtype)
         if pos_weight.ndim != 1 or pos_weight.shape[0] not in (c, 1):
@@ -307,24 +319,38 @@ def binary_cross_entropy_with_logits(x, target, *, weight=None, pos_weight=None,
                 f"pos_weight has shape {pos_weight.shape}, expected ({c},): one weight per position of x's "
                 "last axis"
             )
-        pw = _periodic(np.broadcast_to(pos_weight, (c,)), c, period) if n else np.ones(1, dtype=dtype)
+        pw = _periodic(xp, xp.broadcast_to(pos_weight, (c,)), c, period) if n else xp.ones(1, dtype=dtype)
 
+    args = (x.reshape(-1), t.reshape(-1), w, w_full, pw, dx.reshape(-1), loss.reshape(-1), store,
+            dtype.type(_scale(reduction, n)))
+    if backend == "cuda":
+        from kernels.cuda import losses as cuda_losses
+
+        partials = xp.empty(-(-n // LOSS_BLOCK), dtype=np.float64)  # every block writes its own
+        cuda_losses.run_bce(*args, partials)
+        return cuda_losses.reduced_loss(reduction, loss, partials, n, dtype), dx
     partials = np.zeros(-(-n // LOSS_BLOCK), dtype=np.float64)
     if n:
-        scale = dtype.type(_scale(reduction, n))
         kernel = _bce_parallel if n >= PARALLEL_MIN_ELEMENTS else _bce_serial
-        kernel(x.reshape(-1), t.reshape(-1), w, w_full, pw, dx.reshape(-1), loss.reshape(-1), store, scale, partials)
+        kernel(*args, partials)
     return _finish(reduction, loss, partials, n, dtype), dx
 
 
 def _diff_loss(x, target, reduction, out, code):
-    x, t, dtype, reduction, dx, loss, store = _prepare(x, target, reduction, out)
+    backend, x, t, dtype, reduction, dx, loss, store = _prepare(x, target, reduction, out)
     n = x.size
+    gscale = dtype.type((2.0 if code == MSE else 1.0) * _scale(reduction, n))
+    args = (x.reshape(-1), t.reshape(-1), dx.reshape(-1), loss.reshape(-1), store, gscale, code)
+    if backend == "cuda":
+        from kernels.cuda import losses as cuda_losses
+
+        partials = array_module(x).empty(-(-n // LOSS_BLOCK), dtype=np.float64)  # every block writes its own
+        cuda_losses.run_diff(*args, partials)
+        return cuda_losses.reduced_loss(reduction, loss, partials, n, dtype), dx
     partials = np.zeros(-(-n // LOSS_BLOCK), dtype=np.float64)
     if n:
-        gscale = dtype.type((2.0 if code == MSE else 1.0) * _scale(reduction, n))
         kernel = _diff_parallel if n >= PARALLEL_MIN_ELEMENTS else _diff_serial
-        kernel(x.reshape(-1), t.reshape(-1), dx.reshape(-1), loss.reshape(-1), store, gscale, code, partials)
+        kernel(*args, partials)
     return _finish(reduction, loss, partials, n, dtype), dx
 
 

@@ -14,6 +14,10 @@ What is asserted against the CPU kernels (kernels/batchnorm.py, fed the same inp
 Against kernels/reference.py, the tolerances of tests/test_batchnorm.py (the same algorithm, so the same
 error bounds).
 
+The last tests call the public functions (kernels.batchnorm) on device arrays from the ``dev`` fixture
+(the simulator's, or CuPy's on a GPU): device arrays back, running statistics updated in place, out=, and
+the CPU's error messages for the same bad input.
+
 The simulator's ``cuda.fma`` computes a * b + c with two roundings; the hardware instruction, like the CPU's
 contracted multiply-adds, rounds once. An autouse fixture gives the simulator an exactly rounded fma, or the
 bitwise comparisons would test the simulator's shortcut instead of the kernels.
@@ -34,8 +38,8 @@ cuda = pytest.importorskip("numba.cuda")
 pytestmark = pytest.mark.skipif(not (numba.config.ENABLE_CUDASIM or cuda.is_available()),
                                 reason="no CUDA device and the CUDA simulator is off")
 
-import kernels.cuda as KC  # noqa: E402
-import kernels.cuda.batchnorm as CB  # noqa: E402
+import kernels.cuda as KC
+import kernels.cuda.batchnorm as CB
 
 SIM = bool(numba.config.ENABLE_CUDASIM)
 SHAPES = [(2, 1), (2, 5), (7, 33), (65, 5), (130, 3)]
@@ -385,3 +389,148 @@ def test_exact_fma_rounds_once():
         assert a * a + c == 0 and _exact_fma(a, a, c) == t(u * u)
     # float32 ties go to even: 1 + 2^-24 (halfway between 1 and 1 + 2^-23) rounds to 1
     assert _exact_fma(np.float32(2.0**-12), np.float32(2.0**-12), np.float32(1.0)) == np.float32(1.0)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the public functions on device arrays (kernels.batchnorm dispatching to the launchers above)
+
+
+def _same_error(case, to_device):
+    """case(to_device) raises what case(identity) raises: the same exception type and message on both
+    backends (``case(a)`` makes its arrays with ``a``: as they are, or on the device)."""
+    with pytest.raises((TypeError, ValueError)) as on_cpu:
+        case(lambda v: v)
+    with pytest.raises(on_cpu.type) as on_dev:
+        case(to_device)
+    assert str(on_dev.value) == str(on_cpu.value)
+
+
+@pytest.mark.parametrize("shape", [(7, 33), (65, 5)], ids=["7x33", "65x5"])
+@dtypes
+def test_public_functions_on_device_arrays(rng, dev, shape, dtype, rtol, atol):
+    """Two training steps (running statistics updated in place in the caller's device arrays), eval, and the
+    backward: device arrays back, the CPU public functions' values (bitwise in the simulator, see _as_cpu),
+    and the oracle's to the CPU tests' tolerances."""
+    _, gamma, beta, rm, rv = _inputs(rng, shape, dtype)
+    d_gamma, d_beta, d_rm, d_rv = (dev.asarray(a) for a in (gamma, beta, rm, rv))
+    device_type = type(d_gamma)
+    for step in range(2):
+        x = _inputs(rng, shape, dtype)[0]
+        exp_y, exp_rm, exp_rv, exp_mean, exp_invstd = R.batchnorm_forward_train(
+            x, gamma, beta, rm, rv, momentum=MOMENTUM, eps=EPS)
+        cpu = B.batchnorm_forward(x, gamma, beta, rm, rv, training=True, momentum=MOMENTUM, eps=EPS)
+        d_x = dev.asarray(x)
+        res = B.batchnorm_forward(d_x, d_gamma, d_beta, d_rm, d_rv, training=True, momentum=MOMENTUM, eps=EPS)
+        assert all(type(r) is device_type for r in res)
+        y, mean, invstd = (dev.asnumpy(r) for r in res)
+        assert y.shape == shape and mean.shape == invstd.shape == (shape[1],)
+        assert y.dtype == mean.dtype == invstd.dtype == dtype
+        at = f" (step {step})"
+        for name, a, e in [("y", y, cpu[0]), ("mean", mean, cpu[1]), ("invstd", invstd, cpu[2]),
+                           ("running_mean", dev.asnumpy(d_rm), rm), ("running_var", dev.asnumpy(d_rv), rv)]:
+            _as_cpu(a, e, name + " vs CPU" + at)
+        for name, a, e in [("y", y, exp_y), ("mean", mean, exp_mean), ("invstd", invstd, exp_invstd),
+                           ("running_mean", dev.asnumpy(d_rm), exp_rm), ("running_var", dev.asnumpy(d_rv), exp_rv)]:
+            assert_close(a, e, rtol, atol, name + " vs oracle" + at)
+
+    # eval normalises with the running statistics and leaves them alone; out= receives y
+    rm_before = dev.asnumpy(d_rm)
+    out = dev.asarray(np.full(shape, np.nan, dtype))
+    y_eval, mean_eval, _ = B.batchnorm_forward(d_x, d_gamma, d_beta, d_rm, d_rv, training=False, eps=EPS, out=out)
+    assert y_eval is out
+    _as_cpu(dev.asnumpy(y_eval), B.batchnorm_forward(x, gamma, beta, rm, rv, training=False, eps=EPS)[0], "eval y")
+    assert_close(dev.asnumpy(y_eval), R.batchnorm_forward_eval(x, gamma, beta, rm, rv, eps=EPS), rtol, atol,
+                 "eval y vs oracle")
+    _same_bits(dev.asnumpy(mean_eval), rm_before, "eval mean is the running mean")
+    _same_bits(dev.asnumpy(d_rm), rm_before, "running_mean in eval")
+
+    # backward from the last training step's statistics, into out=
+    dy = random_array(rng, shape, dtype)
+    cpu_dx, cpu_dgamma, cpu_dbeta = B.batchnorm_backward(dy, x, gamma, cpu[1], cpu[2])
+    exp_dx, exp_dgamma, exp_dbeta = R.batchnorm_backward(dy, x, gamma, cpu[1], cpu[2])
+    out = dev.asarray(np.full(shape, np.nan, dtype))
+    res = B.batchnorm_backward(dev.asarray(dy), d_x, d_gamma, res[1], res[2], out=out)
+    assert res[0] is out and all(type(r) is device_type for r in res)
+    dx, dgamma, dbeta = (dev.asnumpy(r) for r in res)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == dtype
+    _as_cpu(dgamma, cpu_dgamma, "dgamma vs CPU")
+    _as_cpu(dbeta, cpu_dbeta, "dbeta vs CPU")
+    _dx_as_cpu(dx, cpu_dx, dy, x, gamma, cpu[1], cpu[2], exp_dgamma, exp_dbeta)
+    assert_close(dgamma, exp_dgamma, rtol, atol * np.sqrt(shape[0]), "dgamma vs oracle")
+    assert_close(dbeta, exp_dbeta, rtol, atol * np.sqrt(shape[0]), "dbeta vs oracle")
+    scale = np.abs(cpu[2].astype(np.float64) * gamma).max()
+    assert_close(dx, exp_dx, rtol, atol * max(1.0, scale) * 4, "dx vs oracle")
+
+
+def test_public_functions_on_device_without_affine_or_running_stats(rng, dev):
+    """affine=False and track_running_stats=False: eval uses the batch statistics, the backward returns no
+    parameter gradients; a non-contiguous device x is copied on the device."""
+    shape, dtype = (7, 33), np.float32
+    wide = random_array(rng, (shape[0], 2 * shape[1]), dtype)
+    x = np.ascontiguousarray(wide[:, ::2])
+    d_x = dev.asarray(wide)[:, ::2]
+    assert not d_x.flags.c_contiguous
+    y, mean, invstd = B.batchnorm_forward(d_x, None, None, None, None, training=False)
+    cpu_y, cpu_mean, cpu_invstd = B.batchnorm_forward(x, None, None, None, None, training=False)
+    for name, a, e in [("y", y, cpu_y), ("mean", mean, cpu_mean), ("invstd", invstd, cpu_invstd)]:
+        assert type(a) is type(d_x)
+        _as_cpu(dev.asnumpy(a), e, name)
+    dy = random_array(rng, shape, dtype)
+    dx, dgamma, dbeta = B.batchnorm_backward(dev.asarray(dy), d_x, None, mean, invstd)
+    assert type(dx) is type(d_x) and dgamma is None and dbeta is None
+    _, exp_dgamma, exp_dbeta = R.batchnorm_backward(dy, x, None, cpu_mean, cpu_invstd)
+    _dx_as_cpu(dev.asnumpy(dx), B.batchnorm_backward(dy, x, None, cpu_mean, cpu_invstd)[0], dy, x, None, cpu_mean,
+               cpu_invstd, exp_dgamma, exp_dbeta)
+
+
+def test_public_functions_reject_bad_device_input_as_on_the_cpu(rng, dev):
+    x, gamma, beta, rm, rv = _inputs(rng, (8, 5), np.float32)
+    mean, invstd = rm, rv
+    ints = np.ones((8, 5), np.int64)
+
+    def fwd(a, **kw):  # a: how an array gets to the backend under test (identity, or dev.asarray)
+        args = {"x": a(x), "gamma": a(gamma), "beta": a(beta), "running_mean": a(rm), "running_var": a(rv)}
+        args.update({k: a(v) for k, v in kw.items() if k in args})
+        return B.batchnorm_forward(*args.values(), training=kw.get("training", True), out=a(kw.get("out")))
+
+    def out_is_x(a):
+        d = a(x)
+        return B.batchnorm_forward(d, None, None, None, None, training=True, out=d)
+
+    def stats_overlap(a):
+        r = a(rm)
+        return B.batchnorm_forward(a(x), None, None, r, r, training=True)
+
+    def out_is_dy(a):
+        dy = a(x.copy())
+        return B.batchnorm_backward(dy, a(x), None, a(mean), a(invstd), out=dy)
+
+    cases = [
+        lambda a: fwd(a, x=ints),
+        lambda a: fwd(a, gamma=gamma.astype(np.float64)),
+        lambda a: fwd(a, x=x[:1]),  # training needs two rows
+        lambda a: fwd(a, beta=beta[:4]),
+        lambda a: fwd(a, running_mean=np.zeros(6, np.float32)),
+        lambda a: fwd(a, out=np.empty((8, 5), np.float64)),
+        lambda a: fwd(a, out=np.empty((8, 4), np.float32)),
+        out_is_x,
+        stats_overlap,
+        lambda a: B.batchnorm_backward(a(x[:7]), a(x), a(gamma), a(mean), a(invstd)),
+        lambda a: B.batchnorm_backward(a(x), a(x), a(gamma), a(mean[:4]), a(invstd)),
+        lambda a: B.batchnorm_backward(a(x), a(x), None, a(mean), None),
+        out_is_dy,
+    ]
+    for case in cases:
+        _same_error(case, lambda v: None if v is None else dev.asarray(v))
+
+    # host and device arrays in one call: a TypeError naming one of each, before anything runs
+    rm_before = rm.copy()
+    with pytest.raises(TypeError, match="^gamma is on the CPU .NumPy. but x is on the GPU"):
+        B.batchnorm_forward(dev.asarray(x), gamma, None, None, None, training=True)
+    with pytest.raises(TypeError, match="^running_mean is on the CPU .NumPy. but x is on the GPU"):
+        B.batchnorm_forward(dev.asarray(x), None, None, rm, dev.asarray(rv), training=True)
+    _same_bits(rm, rm_before, "a host running_mean is not touched")
+    with pytest.raises(TypeError, match="^x is on the CPU .NumPy. but out is on the GPU"):
+        B.batchnorm_forward(x, None, None, None, None, training=True, out=dev.asarray(x))
+    with pytest.raises(TypeError, match="^dy is on the CPU .NumPy. but x is on the GPU"):
+        B.batchnorm_backward(dy=x, x=dev.asarray(x), gamma=None, mean=dev.asarray(mean), invstd=dev.asarray(invstd))

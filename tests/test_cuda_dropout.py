@@ -5,6 +5,10 @@ arrays are small; with one, on the device (NumPy arrays are copied in and out by
 scalars are the ones the public CPU function passed to its own kernel for the same call (captured with a
 spy), or ``_philox_args`` for the mask, exactly what dropout_mask passes: both targets then run on the
 same inputs, and the mask being a pure function of (seed, counter, i) means they must agree bitwise.
+
+The last tests call the public functions (kernels.dropout) on device arrays from the ``dev`` fixture (the
+simulator's, or CuPy's on a GPU) and dropout_mask(device="cuda"): device results, bitwise the CPU public
+functions' for the same (p, seed, counter), out=, and the CPU's error messages for the same bad input.
 """
 
 import numba
@@ -179,3 +183,96 @@ def test_launch_covers_counter_blocks_not_elements(monkeypatch):
     CD.run_mask(np.empty(9, np.bool_), threshold, k0, k1, c2, c3)
     cuda.synchronize()
     assert sizes == [3, 3]
+
+
+# ------------------------------------------------------------------------------------------------------
+# the public functions on device arrays (kernels.dropout dispatching to the launchers above)
+
+
+def _same_error(case, to_device):
+    """case(to_device) raises what case(identity) raises: the same exception type and message on both
+    backends (``case(a)`` makes its arrays with ``a``: as they are, or on the device)."""
+    with pytest.raises((TypeError, ValueError)) as on_cpu:
+        case(lambda v: v)
+    with pytest.raises(on_cpu.type) as on_dev:
+        case(to_device)
+    assert str(on_dev.value) == str(on_cpu.value)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("p,seed,counter", [CASES[1], CASES[3]], ids=[CASE_IDS[1], CASE_IDS[3]])
+def test_public_functions_same_bits_as_cpu(dev, rng, p, seed, counter, dtype):
+    """dropout_forward / dropout_backward on device arrays and dropout_mask(device="cuda"): device results,
+    bitwise the CPU public functions' (a NaN need only be a NaN, see _assert_same_bits) for the same
+    (p, seed, counter), and the oracle's values."""
+    shape = (7, 33)  # 231 elements: the last counter block partial
+    x = random_array(rng, shape, dtype)
+    dy = random_array(rng, shape, dtype)
+    d_x, d_dy = dev.asarray(x), dev.asarray(dy)
+    y = D.dropout_forward(d_x, p, seed, counter)
+    dx = D.dropout_backward(d_dy, p, seed, counter)
+    m = D.dropout_mask(shape, p, seed, counter, device="cuda")
+    for r in (y, dx, m):
+        assert type(r) is type(d_x) and r.shape == shape
+    _assert_same_bits(dev.asnumpy(y), D.dropout_forward(x, p, seed, counter), "y")
+    _assert_same_bits(dev.asnumpy(dx), D.dropout_backward(dy, p, seed, counter), "dx")
+    _assert_same_bits(dev.asnumpy(m), D.dropout_mask(shape, p, seed, counter), "mask")
+    np.testing.assert_array_equal(dev.asnumpy(m), R.dropout_mask(shape, p, seed, counter))
+    # the oracle divides by (1 - p) in float64, the kernels multiply by the rounded scale: an ulp or two
+    assert_close(dev.asnumpy(y), R.dropout_forward(x, p, seed, counter), *TOLS[dtype], "y vs oracle")
+
+
+def test_public_functions_out_copies_and_empty_on_device(dev, rng):
+    p, seed, counter = 0.4, 2**40 + 9, 2**33 + 1
+    wide = random_array(rng, (5, 14), np.float32)
+    x = np.ascontiguousarray(wide[:, ::2])
+    d_x = dev.asarray(wide)[:, ::2]  # not contiguous: copied on the device
+    out = dev.asarray(np.full(x.shape, 7.0, np.float32))
+    assert D.dropout_forward(d_x, p, seed, counter, out=out) is out
+    _assert_same_bits(dev.asnumpy(out), D.dropout_forward(x, p, seed, counter), "y into out")
+    out = dev.asarray(np.full(x.shape, 7.0, np.float32))
+    assert D.dropout_backward(d_x, p, seed, counter, out=out) is out
+    _assert_same_bits(dev.asnumpy(out), D.dropout_backward(x, p, seed, counter), "dx into out")
+    # p == 0: a copy on the device, not the input itself
+    y0 = D.dropout_forward(d_x, 0.0, seed, counter)
+    assert type(y0) is type(d_x) and y0 is not d_x
+    _assert_same_bits(dev.asnumpy(y0), x, "p = 0")
+    # nothing to do: empty results of the right kind
+    empty = D.dropout_forward(dev.asarray(np.empty((0, 3), np.float64)), p, seed, counter)
+    assert type(empty) is type(d_x) and empty.shape == (0, 3) and empty.dtype == np.float64
+    m = D.dropout_mask((2, 0), p, seed, counter, device="cuda")
+    assert type(m) is type(d_x) and m.shape == (2, 0) and m.dtype == np.bool_
+    # the default stays the CPU
+    assert type(D.dropout_mask(3, p, seed, counter)) is np.ndarray
+
+
+def test_public_functions_reject_bad_device_input_as_on_the_cpu(dev, rng):
+    x = random_array(rng, (4, 6), np.float32)
+
+    def out_is_x(a):
+        d = a(x)
+        return D.dropout_forward(d, 0.5, 1, 2, out=d)
+
+    def out_is_reversed_dy(a):
+        d = a(x)
+        return D.dropout_backward(d, 0.5, 1, 2, out=d[::-1])
+
+    cases = [
+        lambda a: D.dropout_forward(a(x.astype(np.int32)), 0.5, 1, 2),
+        lambda a: D.dropout_forward(a(x), 1.0, 1, 2),
+        lambda a: D.dropout_backward(a(x), 0.5, -1, 2),
+        lambda a: D.dropout_forward(a(x), 0.5, 1, 2, out=a(np.empty((4, 6), np.float64))),
+        lambda a: D.dropout_forward(a(x), 0.5, 1, 2, out=a(np.empty((4, 5), np.float32))),
+        out_is_x,
+        out_is_reversed_dy,
+    ]
+    for case in cases:
+        _same_error(case, dev.asarray)
+    with pytest.raises(ValueError, match=r"^shape\[1\] = -1 is out of range"):
+        D.dropout_mask((3, -1), 0.5, 1, 2, device="cuda")
+    with pytest.raises(ValueError, match=r"^device = 'gpu' is not one of \('cpu', 'cuda'\)"):
+        D.dropout_mask(3, 0.5, 1, 2, device="gpu")
+    with pytest.raises(TypeError, match="^x is on the CPU .NumPy. but out is on the GPU"):
+        D.dropout_forward(x, 0.5, 1, 2, out=dev.asarray(x))
+    with pytest.raises(TypeError, match="^out is on the CPU .NumPy. but dy is on the GPU"):
+        D.dropout_backward(dev.asarray(x), 0.5, 1, 2, out=np.empty_like(x))

@@ -14,9 +14,16 @@ Tolerances:
   contracts multiply-adds into FMAs.
 * block partials against the CPU's: both are float64 sums of the same LOSS_BLOCK terms, added in
   different orders (the CPU's loop is vectorised by LLVM), so within (terms - 1) float64 ulp of the sum
-  of |terms| (plus, for BCE, the elements' 8 ulp); the reduced loss adds one rounding to the dtype.
+  of |terms| (plus, for BCE, the elements' 8 ulp); the reduced loss adds the device's float64 sum of the
+  partials (a tree, where the CPU's math.fsum is exact: one float64 ulp per partial) and one rounding to
+  the dtype.
 * block partials against a NumPy model of the documented order (per-thread sums, then the shared-memory
   tree), built from the device's own per-element losses: bitwise.
+
+The last tests call the public functions (kernels.losses) on device arrays from the ``dev`` fixture (the
+simulator's, or CuPy's on a GPU): every launch gets device arrays only (weights, partials and the reduced
+loss are built on the device), a "mean"/"sum" loss comes back as a 0-d device array, out=, and the CPU's
+error messages for the same bad input.
 """
 
 import math
@@ -27,7 +34,13 @@ import pytest
 
 from kernels import losses as L
 from kernels import reference as R
-from tests.helpers import DTYPE_IDS, DTYPE_TOLS, DTYPES, assert_close, non_finite_loss_inputs
+from tests.helpers import (
+    DTYPE_IDS,
+    DTYPE_TOLS,
+    DTYPES,
+    assert_close,
+    non_finite_loss_inputs,
+)
 from tests.helpers import random_array as _random_array
 
 cuda = pytest.importorskip("numba.cuda")
@@ -137,8 +150,8 @@ def _check_reduced(reduction, loss_dev, part_dev, loss_cpu, part_cpu, x, dtype, 
                             x.size, dtype)
     if reduction == "none":
         assert loss.shape == x.shape and loss.dtype == dtype
-    else:
-        assert isinstance(loss, np.generic) and loss.dtype == dtype
+    else:  # a 0-d array, summed by the device (NumPy here: the partials are)
+        assert loss.shape == () and loss.dtype == dtype
         scale = 1.0 / x.size if reduction == "mean" else 1.0
         assert_close(loss, loss_cpu, EPS[dtype], scale * _block_tol(terms, elem_eps).sum(), "loss vs CPU")
     return loss
@@ -278,9 +291,159 @@ def test_empty_input_launches_nothing_and_gives_zero(reduction):
     assert loss == loss_cpu == 0.0 and loss.dtype == np.float64
 
 
-def test_reduced_loss_reads_device_partials(rng):
-    # partials left on the device (here the simulator's device arrays) are copied back and summed exactly
-    part = rng.standard_normal(5) * np.array([1e20, 1.0, -1e20, 1e-3, 3.0])
-    dev = cuda.to_device(part)
-    assert CLo.reduced_loss("sum", np.empty(0), dev, 10, np.float64) == math.fsum(part)
-    assert CLo.reduced_loss("mean", np.empty(0), dev, 10, np.float32) == np.float32(math.fsum(part) / 10)
+def test_reduced_loss_sums_device_partials_on_the_device(rng, dev):
+    # integers times 2^-10 below 2^40: every partial sum is exact in float64, so any order of adding them
+    # gives math.fsum's value, and the result is the CPU's "sum" / n exactly ("mean" divides once)
+    part = rng.integers(-2**40, 2**40, size=300).astype(np.float64) * 2.0**-10
+    d = dev.asarray(part)
+    for reduction, mul, div, dtype in (("sum", 1, 1, np.float64), ("mean", 1, 7, np.float32)):
+        loss = CLo.reduced_loss(reduction, None, d, 7, dtype)
+        assert type(loss) is type(d) and loss.shape == () and loss.dtype == dtype
+        assert dev.asnumpy(loss) == dtype(math.fsum(part) * mul / div)
+    empty = CLo.reduced_loss("mean", None, dev.empty(0), 0, np.float32)
+    assert type(empty) is type(d) and dev.asnumpy(empty) == 0.0
+
+
+# ------------------------------------------------------------------------------------------------------
+# the public functions on device arrays (kernels.losses dispatching to the launchers above)
+
+
+def _same_error(case, to_device):
+    """case(to_device) raises what case(identity) raises: the same exception type and message on both
+    backends (``case(a)`` makes its arrays with ``a``: as they are, or on the device)."""
+    with pytest.raises((TypeError, ValueError)) as on_cpu:
+        case(lambda v: v)
+    with pytest.raises(on_cpu.type) as on_dev:
+        case(to_device)
+    assert str(on_dev.value) == str(on_cpu.value)
+
+
+def _spy_launches(monkeypatch, device_type):
+    """Record the launchers' array arguments and check that every one is a device array: the weight vectors,
+    the partials and the loss's one-element result are built on the device, not on the host."""
+    seen = []
+    for name in ("run_bce", "run_diff", "sum_scaled"):
+        real = getattr(CLo, name)
+
+        def spy(*args, real=real, name=name):
+            arrays = [a for a in args if hasattr(a, "dtype") and hasattr(a, "shape") and not np.isscalar(a)]
+            assert all(type(a) is device_type for a in arrays), (name, [type(a).__name__ for a in arrays])
+            seen.append(name)
+            return real(*args)
+
+        monkeypatch.setattr(CLo, name, spy)
+    return seen
+
+
+# (loss, shape, weight layout, pos_weight layout, reduction, dtype): every weight layout the CPU builds
+# (periodic: last axis; full: a column, same shape), each reduction, each dtype
+PUBLIC_CASES = [("bce", (7, 33), "column", "per_column", "mean", np.float32),
+                ("bce", (5, 1), "full", "single", "none", np.float64),
+                ("bce", (2, 3, 5), "last_axis", None, "sum", np.float64),
+                ("mse", (7, 33), None, None, "mean", np.float32), ("mse", (65, 5), None, None, "sum", np.float64),
+                ("l1", (7, 33), None, None, "none", np.float32), ("l1", (1, 1), None, None, "mean", np.float64)]
+PUBLIC_IDS = ["bce-column-pw-mean-float32", "bce-full-pw1-none-float64", "bce-lastaxis-sum-float64",
+              "mse-mean-float32", "mse-sum-float64", "l1-none-float32", "l1-1x1-mean-float64"]
+
+
+@pytest.mark.parametrize("name,shape,w_kind,pw_kind,reduction,dtype", PUBLIC_CASES, ids=PUBLIC_IDS)
+def test_public_functions_on_device_arrays(monkeypatch, rng, dev, name, shape, w_kind, pw_kind, reduction,
+                                           dtype):
+    """Device arrays in, device arrays out (a "mean"/"sum" loss as a 0-d device array of the dtype, reduced
+    on the device); values against the CPU public function (tolerances of the module docstring: MSE/L1
+    gradients bitwise, BCE 8 ulp, the reduced loss within the float64 sums' rounding) and the oracle."""
+    x = random_array(rng, shape, dtype, scale=3.0)
+    t = random_array(rng, shape, dtype, low=0.0, high=1.0)
+    if name != "bce":
+        t.reshape(-1)[0] = x.reshape(-1)[0]  # L1's gradient at x == t is 0
+    w, pw = _weights(rng, shape, dtype, w_kind, pw_kind)
+    kw = {"reduction": reduction}
+    if name == "bce":
+        fn, oracle = L.binary_cross_entropy_with_logits, R.binary_cross_entropy_with_logits
+        kw.update(weight=w, pos_weight=pw)
+    else:
+        fn, oracle = DIFF[name][:2]
+    d_x = dev.asarray(x)
+    seen = _spy_launches(monkeypatch, type(d_x))
+    loss, dx = fn(d_x, dev.asarray(t), **{k: v if isinstance(v, str) or v is None else dev.asarray(v)
+                                          for k, v in kw.items()})
+    assert seen == [("run_bce" if name == "bce" else "run_diff")] + ([] if reduction == "none" else ["sum_scaled"])
+    monkeypatch.undo()
+    assert type(loss) is type(d_x) and type(dx) is type(d_x)
+    assert loss.shape == (shape if reduction == "none" else ()) and dx.shape == shape
+    assert loss.dtype == dx.dtype == dtype
+    loss, dx = dev.asnumpy(loss), dev.asnumpy(dx)
+
+    loss_cpu, dx_cpu = fn(x, t, **kw)
+    r_loss, r_dx = oracle(x, t, **kw)
+    elem_eps = 8 * EPS[dtype] if name == "bce" else 0.0
+    n_scale = 1.0 / x.size if reduction == "mean" else 1.0
+    if name == "bce":
+        wb = np.broadcast_to(1.0 if w is None else w.astype(np.float64), shape)
+        pwb = np.broadcast_to(1.0 if pw is None else pw.astype(np.float64), shape)
+        assert_close(dx, dx_cpu, elem_eps, elem_eps * wb * (np.abs(1.0 - t) + np.abs(pwb * t)) * n_scale, "dx vs CPU")
+    else:
+        _assert_same_bits(dx, dx_cpu, "dx vs CPU")
+    if reduction == "none":
+        assert_close(loss, loss_cpu, elem_eps, 0.0, "loss elements vs CPU")
+    else:
+        terms = oracle(x, t, **{**kw, "reduction": "none"})[0]
+        assert_close(loss, loss_cpu, EPS[dtype], n_scale * _block_tol(terms, elem_eps).sum(), "loss vs CPU")
+    rtol, atol = {d: (r, a) for d, r, a in DTYPE_TOLS}[dtype]
+    assert_close(loss, r_loss, rtol, atol, "loss vs oracle")
+    assert_close(dx, r_dx, rtol, atol, "dx vs oracle")
+
+
+def test_public_functions_out_and_empty_on_device(rng, dev):
+    x = random_array(rng, (3, 5), np.float64)
+    t = random_array(rng, (3, 5), np.float64)
+    out = dev.asarray(np.full(x.shape, 7.0))
+    loss, dx = L.l1_loss(dev.asarray(x), dev.asarray(t), reduction="sum", out=out)
+    assert dx is out
+    _assert_same_bits(dev.asnumpy(out), L.l1_loss(x, t, reduction="sum")[1], "dx into out")
+    assert_close(dev.asnumpy(loss), L.l1_loss(x, t, reduction="sum")[0], EPS64, _block_tol(np.abs(x - t), 0.0).sum(),
+                 "loss (the CPU adds the terms in another order)")
+    # an empty input: loss 0 (not 0/0), as on the CPU, still a 0-d device array
+    e = dev.asarray(np.empty((0, 4), np.float32))
+    loss, dx = L.binary_cross_entropy_with_logits(e, e.copy(), pos_weight=dev.asarray(np.ones(4, np.float32)))
+    assert type(loss) is type(e) and loss.shape == () and loss.dtype == np.float32 and dev.asnumpy(loss) == 0.0
+    assert type(dx) is type(e) and dx.shape == (0, 4)
+
+
+def _out_is_input(fn, x, t, which):
+    """A case for _same_error: fn(x, t) with out= the x (which=0) or the target (1) it reads."""
+    def case(a):
+        args = (a(x), a(t))
+        return fn(*args, out=args[which])
+    return case
+
+
+def test_public_functions_reject_bad_device_input_as_on_the_cpu(rng, dev):
+    x = random_array(rng, (3, 4), np.float32)
+    t = random_array(rng, (3, 4), np.float32, low=0.0, high=1.0)
+    bce = L.binary_cross_entropy_with_logits
+    cases = []
+    for fn in (bce, L.mse_loss, L.l1_loss):
+        cases += [
+            lambda a, fn=fn: fn(a(x.astype(np.int64)), a(t)),
+            lambda a, fn=fn: fn(a(x), a(t.astype(np.float64))),
+            lambda a, fn=fn: fn(a(x), a(t[:2])),
+            lambda a, fn=fn: fn(a(x), a(t), reduction="average"),
+            lambda a, fn=fn: fn(a(x), a(t), out=a(np.empty((3, 4), np.float64))),
+            _out_is_input(fn, x, t, 0),
+            _out_is_input(fn, x, t, 1),
+        ]
+    cases += [
+        lambda a: bce(a(x), a(t), weight=a(np.ones((2, 4), np.float32))),
+        lambda a: bce(a(x), a(t), weight=a(np.ones(4, np.float64))),
+        lambda a: bce(a(x), a(t), pos_weight=a(np.ones(3, np.float32))),
+        lambda a: bce(a(x), a(t), pos_weight=a(np.ones((1, 4), np.float32))),
+    ]
+    for case in cases:
+        _same_error(case, dev.asarray)
+    with pytest.raises(TypeError, match="^target is on the CPU .NumPy. but x is on the GPU"):
+        L.mse_loss(dev.asarray(x), t)
+    with pytest.raises(TypeError, match="^x is on the CPU .NumPy. but out is on the GPU"):
+        L.l1_loss(x, t, out=dev.asarray(x))
+    with pytest.raises(TypeError, match="^pos_weight is on the CPU .NumPy. but x is on the GPU"):
+        bce(dev.asarray(x), dev.asarray(t), weight=dev.asarray(t), pos_weight=np.ones(4, np.float32))

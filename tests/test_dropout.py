@@ -248,7 +248,7 @@ def test_bad_dtype(dtype):
 
 
 def test_bad_x_type():
-    with pytest.raises(TypeError, match="^x must be a numpy.ndarray, got list"):
+    with pytest.raises(TypeError, match="^x must be a numpy.ndarray or a CUDA device array .CuPy., got list"):
         D.dropout_forward([1.0, 2.0], 0.5, 1, 2)
 
 

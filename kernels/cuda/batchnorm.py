@@ -34,10 +34,12 @@ statistics and y by an ulp; and dx is written plainly, since the CPU reassociate
 differently per dtype. The simulator rounds every Python operation, so with an exactly rounded ``cuda.fma``
 everything but dx is bitwise the CPU's there (see the tests).
 
-Launchers take C-contiguous arrays already validated by kernels/batchnorm.py (device arrays, or NumPy arrays
-under the simulator) and the scalars as batchnorm_forward / batchnorm_backward compute them; they launch on
-the current stream and never synchronise. The temporaries and the returned statistics are NumPy arrays when
-x is one (the simulator, or Numba's automatic transfers), else Numba device arrays allocated on that stream.
+Launchers take C-contiguous arrays already validated by kernels/batchnorm.py, which calls them for device
+arrays (CuPy, or the simulator's ``SimDeviceArray``), with the scalars as batchnorm_forward /
+batchnorm_backward compute them; they launch on the current stream and never synchronise. The temporaries
+and the returned statistics come from x's array module: CuPy arrays (allocated from CuPy's pool on the
+current stream) for CuPy input, simulated device arrays under the simulator, and NumPy arrays for the NumPy
+arrays the kernel tests pass straight to the launchers (Numba then copies them to and from the device).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import numpy as np
 from numba import cuda
 
 from kernels import batchnorm as _cpu
-from kernels._util import REDUCE_BLOCK_ROWS, num_row_blocks
+from kernels._util import REDUCE_BLOCK_ROWS, array_module, num_row_blocks
 from kernels.cuda import THREADS, WARP, current_stream, elementwise_grid
 
 # CUDA caps gridDim.y at 65535; the kernels stride over the row blocks beyond it.
@@ -61,9 +63,7 @@ def column_tiles(num_blocks, c):
 
 
 def _empty(shape, dtype, like):
-    if isinstance(like, np.ndarray):
-        return np.empty(shape, dtype)
-    return cuda.device_array(shape, dtype, stream=current_stream())
+    return array_module(like).empty(shape, dtype)
 
 
 # ----------------------------------------------------------------------------------------------------

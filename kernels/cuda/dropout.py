@@ -12,9 +12,11 @@ kernels are race-free and give bitwise the CPU's mask and output whatever the la
 stays NaN, though a GPU multiply returns its canonical NaN rather than the input's bits). A dropped element
 is written as 0 (a select, not a multiply by the mask): a dropped NaN/Inf gives 0, as on the CPU.
 
-The launchers take the flat arrays and the scalars exactly as kernels/dropout.py passes them to its CPU
-kernels: ``threshold, k0, k1, c2, c3`` from ``_philox_args`` (NumPy uint64 holding 32-bit words) and
-``scale`` as ``_dropout`` rounds it to the array dtype.
+kernels/dropout.py's public functions call the launchers for device arrays (dropout_forward and
+dropout_backward on device input, dropout_mask with device="cuda"), with the flat arrays and the scalars
+exactly as they pass them to their CPU kernels: ``threshold, k0, k1, c2, c3`` from ``_philox_args`` (NumPy
+uint64 holding 32-bit words) and ``scale`` as ``_dropout`` rounds it to the array dtype. The launchers run
+on the current stream and return without synchronising.
 """
 
 from __future__ import annotations

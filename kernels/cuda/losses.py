@@ -14,29 +14,29 @@ Launch layout: one thread block of THREADS threads per reduction block of LOSS_B
 elements (the CPU's blocking, so block b's partial sums the same elements on both targets). Thread k of
 block b handles elements i0 + k, i0 + k + THREADS, ... below min(n, i0 + LOSS_BLOCK), i0 = b LOSS_BLOCK:
 consecutive threads read and write consecutive addresses. Each thread adds its losses into a float64
-register in that order; the block then adds the THREADS registers by a tree in shared memory (halving
-strides, a cuda.syncthreads() between levels, so no thread reads a slot before it is written) and thread 0
-writes partials[b]. Every element, loss slot and partial has one writer, there are no atomics, and the
-order of every addition is fixed by (LOSS_BLOCK, THREADS) alone: the partials are bitwise the same on
-every run. As in kernels.cuda.linear, each of those additions is ``add_rn``, which a GPU compiler may not
+register in that order; the block then adds the THREADS registers by kernels.cuda.reduce.block_sum's tree
+in shared memory (halving strides, a cuda.syncthreads() between levels, so no thread reads a slot before it
+is written) and thread 0 writes partials[b]. Every element, loss slot and partial has one writer, there are
+no atomics, and the order of every addition is fixed by (LOSS_BLOCK, THREADS) alone: the partials are
+bitwise the same on every run. As in kernels.cuda.linear, each of those additions is ``add_rn``, which a GPU compiler may not
 fuse with the multiply that produced the term. The partials are not bitwise the CPU's: the CPU's block
 sums are vectorised by LLVM in an order of its choosing. Both are float64 sums of the same dtype values,
 so they agree to float64 rounding (at most (terms - 1) ulp of the sum of |terms|, far less in practice).
 
 Weights: the launchers take ``w``, ``w_full`` and ``pw`` exactly as kernels/losses.py's public function
-builds them for its CPU kernel: pw (and w unless w_full) is the per-position vector tiled to a period that
-is a multiple of the last-axis length, indexed by i mod period; a full weight is indexed by i.
+builds them for its CPU kernel (with x's array module, so in device memory for device input): pw (and w
+unless w_full) is the per-position vector tiled to a period that is a multiple of the last-axis length,
+indexed by i mod period; a full weight is indexed by i.
 
-The final sum: ``reduced_loss`` brings the partials to the host (one float64 per LOSS_BLOCK elements) and
-finishes with the CPU's own ``_finish``: math.fsum, the correctly rounded sum of the partials, then the
-division by n for "mean" and the rounding to the dtype. Why on the host rather than a second kernel: fsum
-is exact, so the loss depends on the partials alone, not on any order of adding them, and it is the CPU's
-code, so the two targets can only differ through the partials. A device-side sum would also be
-deterministic, but not the CPU's exact sum, and the loss has to reach the host anyway when it is read
-(DESIGN.md, section 4: only when asked); until then the launchers return without synchronising and
-nothing leaves the device. The limit of this choice: a loop that wants a running sum of every step's
-loss without a read-back per step would need that device-side sum (one block adding the partials in
-block order into a device scalar); it is not written here.
+The final sum stays on the device: ``reduced_loss`` adds the partials (one float64 per LOSS_BLOCK
+elements) with kernels.cuda.reduce.sum_scaled, one more launch of one block, and divides by n for "mean"
+((sum * 1) / n, the CPU's total / n; an empty input has no partials and gives 0), rounding once to the
+dtype; the loss is returned as a 0-d device array of that dtype. Nothing is read back and nothing
+synchronises, so a training step never waits on the host; the value reaches the host only when the caller
+asks for it (DESIGN.md, section 4). The sum is deterministic (its order depends on the number of partials
+alone) but it is not the CPU's: the CPU adds the partials exactly with math.fsum. The two agree to float64
+rounding of the sum of the partials, on top of the partials' own difference (above); rounded to float32
+the losses are almost always the same.
 
 Sizing on a real GPU: with THREADS = 256 each thread handles up to 64 elements, and n elements give
 ceil(n / LOSS_BLOCK) thread blocks: a few dozen for a million elements, less than an H100 can keep
@@ -49,16 +49,14 @@ difference and one multiply) agree bitwise.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import cuda, float64, njit
 
 from kernels._fastexp import fast_exp
+from kernels._util import array_module
 from kernels.cuda import THREADS, current_stream
 from kernels.cuda.linear import add_rn
-from kernels.losses import _JIT, LOSS_BLOCK, _bce_elem, _diff_elem, _finish
-
-# the shared-memory tree halves the active threads at each level, down to one
-assert THREADS & (THREADS - 1) == 0
+from kernels.cuda.reduce import block_sum, sum_scaled
+from kernels.losses import _JIT, LOSS_BLOCK, _bce_elem, _diff_elem
 
 
 @njit(inline="always", **_JIT)
@@ -78,18 +76,10 @@ def _diff_point(x, t, gscale, code):
 
 @cuda.jit(device=True)
 def _store_block_sum(sums, acc, partials):
-    """partials[block] = the sum of every thread's ``acc``, by a fixed tree over the shared array ``sums``."""
-    tid = cuda.threadIdx.x
-    sums[tid] = acc
-    cuda.syncthreads()
-    stride = THREADS // 2
-    while stride > 0:
-        if tid < stride:
-            sums[tid] = add_rn(sums[tid], sums[tid + stride])
-        cuda.syncthreads()
-        stride //= 2
-    if tid == 0:
-        partials[cuda.blockIdx.x] = sums[0]
+    """partials[block] = the sum of every thread's ``acc`` (block_sum's fixed tree over the shared ``sums``)."""
+    total = block_sum(sums, acc)
+    if cuda.threadIdx.x == 0:
+        partials[cuda.blockIdx.x] = total
 
 
 @cuda.jit
@@ -138,13 +128,12 @@ def run_diff(x, t, dx, loss, store_loss, gscale, code, partials):
 
 
 def reduced_loss(reduction, loss, partials, n, dtype):
-    """The loss the CPU's public function returns: ``loss`` itself for "none", else the exact sum of the
-    partials (over n for "mean") as a NumPy scalar of ``dtype``. Device partials are copied to the host on
-    the current stream, which waits for the kernel that wrote them."""
-    if reduction != "none" and not isinstance(partials, np.ndarray):
-        if not hasattr(partials, "copy_to_host"):  # CuPy, or another __cuda_array_interface__ array
-            partials = cuda.as_cuda_array(partials)
-        stream = current_stream()
-        partials = partials.copy_to_host(stream=stream)
-        stream.synchronize()
-    return _finish(reduction, loss, partials, n, np.dtype(dtype))
+    """The loss the public function returns on the device: ``loss`` itself for "none", else the sum of the
+    float64 ``partials`` (over n for "mean"; 0 when there are none) as a 0-d array of ``dtype`` in the
+    partials' array module (a device array for device partials), summed on the device by sum_scaled on the
+    current stream; returns without synchronising."""
+    if reduction == "none":
+        return loss
+    out = array_module(partials).empty(1, dtype=dtype)
+    sum_scaled(partials, 1.0, n if reduction == "mean" and n else 1.0, out)
+    return out.reshape(())
