@@ -14,7 +14,7 @@ layer people import: modules, losses, optimizers, schedules, the training loop, 
 
 from . import data, functional, optim, schedules
 from .checkpoint import Checkpoint, load, save
-from .device import array_module, available_devices, to_device, to_numpy
+from .device import DeviceUnavailableError, array_module, available_devices, to_device, to_numpy
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss, NLLLoss
 from .modules import (
     MLP,
@@ -36,8 +36,9 @@ from .training import EarlyStopping, History, evaluate, fit, predict
 __version__ = "0.1.0"
 
 __all__ = [
-    "BCEWithLogitsLoss", "BatchNorm1d", "Checkpoint", "CrossEntropyLoss", "Dropout", "EarlyStopping", "History",
-    "Identity", "L1Loss", "LeakyReLU", "Linear", "Loss", "MLP", "MSELoss", "Module", "NLLLoss", "Parameter", "ReLU",
-    "Sequential", "Sigmoid", "Tanh", "__version__", "array_module", "available_devices", "data", "evaluate", "fit",
-    "from_config", "functional", "load", "optim", "predict", "save", "schedules", "to_device", "to_numpy",
+    "BCEWithLogitsLoss", "BatchNorm1d", "Checkpoint", "CrossEntropyLoss", "DeviceUnavailableError", "Dropout",
+    "EarlyStopping", "History", "Identity", "L1Loss", "LeakyReLU", "Linear", "Loss", "MLP", "MSELoss", "Module",
+    "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "__version__", "array_module", "available_devices",
+    "data", "evaluate", "fit", "from_config", "functional", "load", "optim", "predict", "save", "schedules",
+    "to_device", "to_numpy",
 ]

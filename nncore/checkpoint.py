@@ -3,6 +3,7 @@
     nncore.save("run.npz", model, optimizer, schedule, note="baseline")
     ck = nncore.load("run.npz")
     ck.model, ck.optimizer, ck.schedule_state, ck.epoch, ck.extra
+    ck = nncore.load("run.npz", device="cuda")   # wherever it was written: the arrays are stored on the host
 
 Layout of the file (plain NumPy, readable without nncore): ``__meta__`` is a JSON text with the format
 version, the model's configuration (``module.config()``, from which ``load`` rebuilds it), the optimizer's
@@ -25,6 +26,7 @@ import zipfile
 import numpy as np
 
 from . import optim as _optim
+from .device import check_device, is_device_array, to_numpy
 from .modules import Module, from_config
 from .optim import Optimizer
 
@@ -58,7 +60,7 @@ def save(path, model, optimizer=None, schedule=None, **extra):
         raise TypeError(f"optimizer must be an nncore.optim optimizer, got {type(optimizer).__name__}")
     fit_state = extra.pop("_fit_state", None)
     best_state = extra.pop("_best_state", None)
-    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    arrays = {f"model/{k}": to_numpy(v) for k, v in model.state_dict().items()}  # a GPU model is saved from the host
     meta = {"format": FORMAT, "version": VERSION, "model": model.config(), "fit": fit_state, "extra": {}}
     if optimizer is not None:
         sd = optimizer.state_dict()
@@ -75,18 +77,18 @@ def save(path, model, optimizer=None, schedule=None, **extra):
         for gi, st in sd["state"].items():
             state[str(gi)] = {}
             for k, v in st.items():
-                if isinstance(v, np.ndarray) or hasattr(v, "__cuda_array_interface__"):
-                    arrays[f"optimizer/{gi}/{k}"] = np.asarray(v)
+                if isinstance(v, np.ndarray) or is_device_array(v):
+                    arrays[f"optimizer/{gi}/{k}"] = to_numpy(v)
                 else:
                     state[str(gi)][k] = v
         meta["optimizer"] = {"type": type(optimizer).__name__, "param_groups": groups, "state": state}
     if schedule is not None:
         meta["schedule"] = {"type": type(schedule).__name__, "state": schedule.state_dict()}
     if best_state is not None:
-        arrays.update({f"best/{k}": v for k, v in best_state.items()})
+        arrays.update({f"best/{k}": to_numpy(v) for k, v in best_state.items()})
     for k, v in extra.items():
-        if isinstance(v, np.ndarray):
-            arrays[f"extra/{k}"] = v
+        if isinstance(v, np.ndarray) or is_device_array(v):
+            arrays[f"extra/{k}"] = to_numpy(v)
         else:
             meta["extra"][k] = v
     try:
@@ -158,8 +160,10 @@ class Checkpoint:
                 f"extra={sorted(self.extra)})")
 
 
-def load(path):
-    """Read a checkpoint written by ``save`` (or by ``fit(checkpoint=...)``); returns a Checkpoint."""
+def load(path, device="cpu"):
+    """Read a checkpoint written by ``save`` (or by ``fit(checkpoint=...)``); returns a Checkpoint whose model
+    (and optimizer state) live on ``device``, "cpu" or "cuda", whichever device wrote the file."""
+    check_device(device)
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint file {path!r} does not exist")
@@ -186,6 +190,7 @@ def load(path):
         raise ValueError(f"{path!r}: the checkpoint has no model configuration")
     model = from_config(meta["model"])
     model.load_state_dict(_section(arrays, "model/"))
+    model.to(device)  # before the optimizer is built over its parameters, so the optimizer state goes there too
 
     optimizer = None
     if "optimizer" in meta:

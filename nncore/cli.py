@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, data, optim, schedules
+from .device import DeviceUnavailableError, to_device
 from .losses import CrossEntropyLoss, MSELoss
 from .modules import MLP
 from .training import evaluate, fit
@@ -44,7 +45,7 @@ OPTIMIZERS = {"sgd": optim.SGD, "adagrad": optim.Adagrad, "rmsprop": optim.RMSpr
 SCHEDULES = ("none", "step", "exponential", "cosine", "plateau")
 DEFAULT_GAMMA = {"step": 0.1, "exponential": 0.95, "plateau": 0.1}
 PLATEAU_PATIENCE = 5
-SETUP_ERRORS = (OSError, ImportError, data.DataError, ValueError, TypeError, KeyError)
+SETUP_ERRORS = (OSError, ImportError, data.DataError, ValueError, TypeError, KeyError, DeviceUnavailableError)
 
 
 class UsageError(Exception):
@@ -144,6 +145,8 @@ def build_parser():
                    metavar="FRACTION",
                    help="fraction of the training split held out for validation (default 0.1 with "
                         "--early-stopping, else 0)")
+    g.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="train on the CPU or on the GPU (needs CuPy and a CUDA device; default cpu)")
     g.add_argument("--seed", type=_seed, default=0,
                    help="seeds the split, the initial weights, the shuffling and dropout (default 0)")
     g = t.add_argument_group("output")
@@ -163,6 +166,7 @@ def build_parser():
     e.add_argument("--test-size", type=_fraction, default=None, help="default: the checkpoint's")
     e.add_argument("--seed", type=_seed, default=None, help="split seed (default: the checkpoint's)")
     e.add_argument("--batch-size", type=_count, default=1024, help="default 1024")
+    e.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="evaluate on the CPU or the GPU")
     return parser
 
 
@@ -283,6 +287,8 @@ def _train(args, out):
     if validation_split is None:
         validation_split = 0.1 if args.early_stopping else 0.0
     dtype = np.dtype(args.dtype)
+    if args.device != "cpu":
+        to_device(np.zeros(1), args.device)  # no GPU: one clear error before the data is loaded
     ds = _load_data(args.dataset, args.data, args.test_size, args.seed, dtype)
     n_outputs = 1 if ds.task == "regression" else ds.n_classes
     model = MLP([ds.n_features, *args.hidden, n_outputs], activation=args.activation, dropout=args.dropout,
@@ -294,7 +300,7 @@ def _train(args, out):
         plan = [f"{type(opt).__name__} lr {opt.defaults['lr']:g}"]
         if args.schedule != "none" or args.warmup:
             plan.append(f"schedule {args.schedule}" + (f" after {args.warmup} warmup epochs" if args.warmup else ""))
-        plan.append(f"{type(loss).__name__}, {args.epochs} epochs, batch {args.batch_size}")
+        plan.append(f"{type(loss).__name__}, {args.epochs} epochs, batch {args.batch_size}, on {args.device}")
         if validation_split:
             plan.append(f"validation {validation_split:g}")
         print(f"data: {_describe_data(ds, dtype)}", file=out)
@@ -308,7 +314,8 @@ def _train(args, out):
         history = fit(model, ds.X_train, ds.y_train, loss=loss, optimizer=opt, epochs=args.epochs,
                       batch_size=args.batch_size, validation_split=validation_split, seed=args.seed,
                       schedule=schedule, early_stopping=args.early_stopping, clip_grad_norm=args.clip_grad_norm,
-                      callbacks=() if args.quiet else (_epoch_printer(args.epochs, out),), progress=False)
+                      callbacks=() if args.quiet else (_epoch_printer(args.epochs, out),), progress=False,
+                      device=args.device)
     seconds = time.perf_counter() - start
     metrics = evaluate(model, ds.X_test, ds.y_test, loss=loss)
 
@@ -338,7 +345,7 @@ def _input_output_widths(model):
 
 
 def _evaluate(args, out):
-    ck = checkpoint.load(args.model)
+    ck = checkpoint.load(args.model, device=args.device)
     extra = ck.extra
     dataset, data_file, task = args.dataset, args.data, None
     if dataset is None and data_file is None:

@@ -15,6 +15,8 @@ import numpy as np
 
 import kernels as K
 
+from .device import array_module
+
 __all__ = [
     "binary_cross_entropy_with_logits", "cross_entropy", "entropy", "l1_loss", "leaky_relu", "log_softmax",
     "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "tanh",
@@ -33,21 +35,23 @@ def entropy(p, base=math.e, axis=-1):
 
     Terms with p = 0 contribute 0 (the limit of p log p). ``base`` 2 gives bits, e gives nats. Raises
     ValueError for negative probabilities or rows that do not sum to 1 (within 1e-6) and for base <= 0
-    or base == 1. Computed in float64; returns a float for a single vector, else an array.
+    or base == 1. Computed in float64; returns a float for a single vector, else an array (on the device of
+    ``p``: a CuPy input is computed with CuPy).
     """
-    p = np.asarray(p, dtype=np.float64)
+    xp = array_module(p)
+    p = xp.asarray(p, dtype=np.float64)
     if not (isinstance(base, (int, float, np.integer, np.floating)) and base > 0 and base != 1):
         raise ValueError(f"base must be a positive number other than 1, got {base!r}")
     if p.ndim == 0:
         raise ValueError("entropy needs a probability vector, got a scalar")
-    if np.any(p < 0) or not np.all(np.isfinite(p)):
+    if bool(xp.any(p < 0)) or not bool(xp.all(xp.isfinite(p))):
         raise ValueError("probabilities must be finite and non-negative")
     total = p.sum(axis=axis)
-    if not np.allclose(total, 1.0, rtol=0, atol=1e-6):
+    if not bool(xp.allclose(total, 1.0, rtol=0, atol=1e-6)):
         raise ValueError(f"probabilities must sum to 1 along axis {axis}, got sums {total}")
-    terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    terms = xp.where(p > 0, p * xp.log(xp.where(p > 0, p, 1.0)), 0.0)
     h = -terms.sum(axis=axis) / math.log(base)
-    return float(h) if np.ndim(h) == 0 else h
+    return float(h) if h.ndim == 0 else h
 
 
 def cross_entropy(logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean"):

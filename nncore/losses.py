@@ -3,6 +3,11 @@
     loss = loss_fn(output, target)        # a Python float ("mean"/"sum") or an array ("none")
     dy = loss_fn.backward()               # d loss / d output, to pass to model.backward
 
+On the GPU, a Python float means waiting for the device: ``loss_fn.forward(output, target)`` returns the
+loss as the kernel gives it instead (a 0-d device array for "mean"/"sum", a NumPy scalar on the CPU), so a
+training loop can keep it on the device and read it when it wants to (nncore.fit does, once per epoch).
+Weights given as NumPy arrays follow the input to the GPU (copied once per device and kept).
+
 The kernels compute the loss and its gradient in one fused pass, so the call already holds the gradient
 and ``backward()`` only hands it over. Semantics and argument names follow torch.nn:
 
@@ -20,6 +25,8 @@ import numpy as np
 
 import kernels as K
 
+from .device import array_module, device_of, is_device_array, to_device
+
 __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "Loss", "MSELoss", "NLLLoss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -35,11 +42,15 @@ class Loss:
         self._grad = None
 
     def __call__(self, input, target):
-        loss, self._grad = self._compute(input, target)
-        self._loss_shape = np.shape(loss)
+        loss = self.forward(input, target)
         return loss if self.reduction == "none" else float(loss)
 
-    forward = __call__
+    def forward(self, input, target):
+        """The loss without converting it to a Python float: a NumPy scalar on the CPU, a 0-d device array
+        on the GPU ("mean"/"sum"), so nothing waits for the device; the per-element array for "none"."""
+        loss, self._grad = self._compute(input, target)
+        self._loss_shape = tuple(loss.shape)
+        return loss
 
     def backward(self, grad_output=None):
         """d loss / d input of the last call. With reduction="none" the loss is a vector: ``grad_output``
@@ -50,7 +61,7 @@ class Loss:
             return self._grad
         if self.reduction != "none":
             raise ValueError("grad_output is only meaningful with reduction='none'")
-        g = np.asarray(grad_output, dtype=self._grad.dtype)
+        g = array_module(self._grad).asarray(grad_output, dtype=self._grad.dtype)
         if g.shape != self._loss_shape:
             raise ValueError(f"grad_output has shape {g.shape}; the loss (reduction='none') has shape "
                              f"{self._loss_shape}")
@@ -64,7 +75,27 @@ class Loss:
 
 
 def _weight(weight):
-    return None if weight is None else np.ascontiguousarray(weight)
+    return None if weight is None else np.ascontiguousarray(weight) if not is_device_array(weight) else weight
+
+
+class _PerDevice:
+    """A weight vector given once, handed to the kernels on the input's device and dtype (copied once per
+    (device, dtype) and kept, so a training loop does not copy it every step)."""
+
+    __slots__ = ("value", "copies")
+
+    def __init__(self, value):
+        self.value, self.copies = _weight(value), {}
+
+    def like(self, x):
+        if self.value is None or not hasattr(x, "dtype"):
+            return self.value
+        key = (device_of(x), x.dtype)
+        got = self.copies.get(key)
+        if got is None:
+            got = self.value if device_of(self.value) == key[0] else to_device(self.value, key[0])
+            got = self.copies[key] = _match(got, x)
+        return got
 
 
 class CrossEntropyLoss(Loss):
@@ -72,13 +103,11 @@ class CrossEntropyLoss(Loss):
 
     def __init__(self, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
         super().__init__(reduction)
-        self.weight, self.ignore_index, self.label_smoothing = _weight(weight), ignore_index, label_smoothing
+        self._w = _PerDevice(weight)
+        self.weight, self.ignore_index, self.label_smoothing = self._w.value, ignore_index, label_smoothing
 
     def _compute(self, logits, target):
-        w = self.weight
-        if w is not None and hasattr(logits, "dtype") and w.dtype != logits.dtype:
-            w = w.astype(logits.dtype)
-        return K.softmax_cross_entropy(logits, target, weight=w, ignore_index=self.ignore_index,
+        return K.softmax_cross_entropy(logits, target, weight=self._w.like(logits), ignore_index=self.ignore_index,
                                        label_smoothing=self.label_smoothing, reduction=self.reduction)
 
 
@@ -87,13 +116,12 @@ class NLLLoss(Loss):
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
         super().__init__(reduction)
-        self.weight, self.ignore_index = _weight(weight), ignore_index
+        self._w = _PerDevice(weight)
+        self.weight, self.ignore_index = self._w.value, ignore_index
 
     def _compute(self, logp, target):
-        w = self.weight
-        if w is not None and hasattr(logp, "dtype") and w.dtype != logp.dtype:
-            w = w.astype(logp.dtype)
-        return K.nll_loss(logp, target, weight=w, ignore_index=self.ignore_index, reduction=self.reduction)
+        return K.nll_loss(logp, target, weight=self._w.like(logp), ignore_index=self.ignore_index,
+                          reduction=self.reduction)
 
 
 class BCEWithLogitsLoss(Loss):
@@ -101,11 +129,12 @@ class BCEWithLogitsLoss(Loss):
 
     def __init__(self, weight=None, reduction="mean", pos_weight=None):
         super().__init__(reduction)
-        self.weight, self.pos_weight = _weight(weight), _weight(pos_weight)
+        self._w, self._pw = _PerDevice(weight), _PerDevice(pos_weight)
+        self.weight, self.pos_weight = self._w.value, self._pw.value
 
     def _compute(self, x, target):
-        return K.binary_cross_entropy_with_logits(x, _match(target, x), weight=_match(self.weight, x),
-                                                  pos_weight=_match(self.pos_weight, x), reduction=self.reduction)
+        return K.binary_cross_entropy_with_logits(x, _match(target, x), weight=self._w.like(x),
+                                                  pos_weight=self._pw.like(x), reduction=self.reduction)
 
 
 class MSELoss(Loss):

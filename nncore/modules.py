@@ -34,7 +34,8 @@ import numpy as np
 import kernels as K
 
 from ._threads import one_thread_for
-from .parameter import Parameter, check_dtype, flat_span, pack
+from .device import check_device, device_of, to_device
+from .parameter import Parameter, check_dtype, flat_span, move, pack
 
 __all__ = [
     "BatchNorm1d", "Dropout", "Identity", "LeakyReLU", "Linear", "MLP", "Module", "ReLU", "Sequential",
@@ -101,6 +102,40 @@ class Module:
         params = self.parameters()
         return params[0].dtype if params else None
 
+    # -- device --------------------------------------------------------------------------------------
+    @property
+    def device(self):
+        """Where the parameters (else the buffers) live: "cpu" or "cuda"; "cpu" for a module without state."""
+        for a in [p.data for p in self.parameters()] + [b for _, b in self.named_buffers()]:
+            if device_of(a) == "cuda":
+                return "cuda"
+        return "cpu"
+
+    def to(self, device):
+        """Move every parameter, gradient and buffer to ``device`` ("cpu" or "cuda") in place; returns self.
+
+        The Parameter objects stay the same ones, rebound to copies of the flat buffers on the device, so an
+        optimizer built before the move follows them (its state moves at its next step). Activations saved
+        by the last forward are dropped: run forward again before backward. Dropout's (seed, counter) stay
+        on the host: they are the arguments of the mask, not data.
+        """
+        device = check_device(device)
+        move(self.parameters(), device)
+        for m in self.modules():
+            m._to(device)
+        return self
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def _to(self, device):
+        """Hook: move this module's own buffers and drop what it saved or cached for the old device."""
+        if hasattr(self, "_saved"):
+            self._saved = None
+
     # -- modes ---------------------------------------------------------------------------------------
     def train(self, mode=True):
         for m in self.modules():
@@ -127,13 +162,15 @@ class Module:
 
     # -- state ---------------------------------------------------------------------------------------
     def state_dict(self):
-        """name -> array copy, parameters then buffers (BatchNorm running statistics, dropout counters)."""
+        """name -> array copy, parameters then buffers (BatchNorm running statistics, dropout counters), each
+        on the device it lives on (nncore.save writes them to the host)."""
         out = {name: p.data.copy() for name, p in self.named_parameters()}
-        out.update((name, np.array(b, copy=True)) for name, b in self.named_buffers())
+        out.update((name, b.copy()) for name, b in self.named_buffers())
         return out
 
     def load_state_dict(self, state, strict=True):
-        """Copy values in (never rebinds arrays). ``strict``: the keys must match exactly."""
+        """Copy values in (never rebinds arrays), from host or device arrays onto wherever the model lives.
+        ``strict``: the keys must match exactly."""
         targets = {name: p.data for name, p in self.named_parameters()}
         targets.update(self.named_buffers())
         missing = [k for k in targets if k not in state]
@@ -144,12 +181,12 @@ class Module:
         for name, dst in targets.items():
             if name not in state:
                 continue
-            src = np.asarray(state[name])
-            if src.shape != dst.shape:
-                raise ValueError(f"state dict entry {name!r} has shape {src.shape}, the model expects {dst.shape}")
+            shape = tuple(getattr(state[name], "shape", np.shape(state[name])))
+            if shape != dst.shape:
+                raise ValueError(f"state dict entry {name!r} has shape {shape}, the model expects {dst.shape}")
         for name, dst in targets.items():
             if name in state:
-                dst[...] = state[name]
+                dst[...] = to_device(state[name], device_of(dst))
         for m in self.modules():
             m._buffers_loaded()
         return self
@@ -184,8 +221,9 @@ def _check_int(name, value, low):
     return int(value)
 
 
-def _check_input(module, x, features):
-    """Cheap checks with messages in the module's terms (the kernels check the rest)."""
+def _check_input(module, x, features, ref):
+    """Cheap checks with messages in the module's terms (the kernels check the rest). ``ref``: an array of
+    the module's (None if it has none), whose device the input must share."""
     if not hasattr(x, "ndim") or not hasattr(x, "dtype"):
         raise TypeError(f"{module!r} expects an array, got {type(x).__name__}")
     if x.ndim != 2 or x.shape[1] != features:
@@ -193,6 +231,10 @@ def _check_input(module, x, features):
     if x.dtype != module.dtype:
         raise TypeError(f"{module!r} has {module.dtype} parameters but got a {x.dtype} input; convert one "
                         f"of them (model dtype=... or x.astype(...))")
+    if ref is not None and device_of(x) != device_of(ref):
+        here, there = device_of(ref), device_of(x)
+        raise TypeError(f"{module!r} is on {here!r} but got an input on {there!r}; move one of them "
+                        f"(model.to({there!r}) or nncore.to_device(x, {here!r}))")
 
 
 def _saved(module):
@@ -247,6 +289,10 @@ class Linear(Module):
     def _own_parameters(self):
         return [("weight", self.weight)] + ([("bias", self.bias)] if self.bias is not None else [])
 
+    def _to(self, device):
+        super()._to(device)
+        self._workspaces.clear()
+
     def _config(self):
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
                 "activation": self.activation, "init": self.init, "negative_slope": self.negative_slope,
@@ -259,7 +305,7 @@ class Linear(Module):
         return self._backward(dy, need_input_grad)
 
     def _forward(self, x, activation, slope):
-        _check_input(self, x, self.in_features)
+        _check_input(self, x, self.in_features, self.weight.data)
         b = None if self.bias is None else self.bias.data
         y = K.linear_forward(x, self.weight.data, b, activation, negative_slope=slope)
         self._saved = (x, y, activation, slope)
@@ -272,7 +318,7 @@ class Linear(Module):
         if ws is None:
             if len(self._workspaces) > 4:  # batch sizes come and go (last partial batch, evaluation)
                 self._workspaces.clear()
-            ws = self._workspaces[n] = K.LinearWorkspace(n, self.out_features, self.dtype)
+            ws = self._workspaces[n] = K.LinearWorkspace(n, self.out_features, self.dtype, device=device_of(x))
         dx, _, _ = K.linear_backward(
             dy, x, self.weight.data, y, activation, negative_slope=slope, has_bias=self.bias is not None,
             need_dx=need_input_grad, out_dw=self.weight.grad,
@@ -445,12 +491,18 @@ class BatchNorm1d(Module):
         return [("running_mean", self.running_mean), ("running_var", self.running_var),
                 ("num_batches_tracked", self.num_batches_tracked)]
 
+    def _to(self, device):
+        super()._to(device)
+        if self.track_running_stats:  # the batch counter stays on the host: only Python reads it
+            self.running_mean = to_device(self.running_mean, device)
+            self.running_var = to_device(self.running_var, device)
+
     def _config(self):
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
                 "affine": self.affine, "track_running_stats": self.track_running_stats, "dtype": str(self.dtype)}
 
     def forward(self, x):
-        _check_input(self, x, self.num_features)
+        _check_input(self, x, self.num_features, self.weight.data if self.affine else self.running_mean)
         gamma = self.weight.data if self.affine else None
         beta = self.bias.data if self.affine else None
         momentum = 0.0 if self.momentum is None else self.momentum

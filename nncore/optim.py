@@ -48,7 +48,7 @@ from kernels.optim import (
 )
 
 from ._threads import one_thread_for
-from .device import array_module, to_numpy
+from .device import array_module, device_of, is_device_array, to_device, to_numpy
 from .parameter import Parameter, flat_span
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam", "clip_grad_norm_"]
@@ -92,10 +92,11 @@ class _GroupState:
     """Per-group state: the flat span (or None), the step count, and the update units (data, grad,
     {buffer name: array}) -- one unit over the span, or one per parameter in the fallback."""
 
-    __slots__ = ("span", "step", "units", "mu_product")
+    __slots__ = ("span", "owner", "step", "units", "mu_product")
 
-    def __init__(self, span):
-        self.span = span
+    def __init__(self, params):
+        self.span = flat_span(params)
+        self.owner = params[0]._flat  # the flat buffer the span is a view of: Module.to replaces it
         self.reset()
 
     def reset(self):
@@ -174,7 +175,7 @@ class Optimizer:
         group = {**self.defaults, **param_group, "params": params}
         self._validate(group)
         self.param_groups.append(group)
-        self._states.append(_GroupState(flat_span(params)))
+        self._states.append(_GroupState(params))
         self._numel = max(self._numel, sum(p.size for p in params))
 
     # ---- per-optimizer hooks
@@ -210,6 +211,21 @@ class Optimizer:
         else:
             st.units = [(p.data, p.grad, buffers(p.shape)) for p in params]
 
+    def _follow(self, group, st):
+        """The group's parameters were moved (Module.to rebinds them to a copy of their flat buffer on the
+        other device): take the new span, and move the state buffers to where the parameters now are."""
+        params = group["params"]
+        span = flat_span(params)
+        views = [span] if span is not None else [(p.data, p.grad) for p in params]
+        if st.units is not None:
+            if len(views) != len(st.units) or any(v[0].shape != u[0].shape for v, u in zip(views, st.units)):
+                raise RuntimeError("the optimizer's parameters were repacked into another layout after its first "
+                                   "step; build the optimizer after the model")
+            device = device_of(params[0].data)
+            st.units = [(d, g, {k: to_device(b, device) for k, b in u[2].items()})
+                        for (d, g), u in zip(views, st.units)]
+        st.span, st.owner = span, params[0]._flat
+
     def _step_group(self, group, st):
         for data, grad, bufs in st.units:
             self._update(group, st, data, grad, bufs)
@@ -221,6 +237,8 @@ class Optimizer:
                             "then call step()")
         with one_thread_for(self._numel):  # the update sits between GEMMs of a training loop: nncore/_threads.py
             for group, st in zip(self.param_groups, self._states):
+                if group["params"][0]._flat is not st.owner:
+                    self._follow(group, st)
                 if st.units is None:
                     self._allocate(group, st)
                 st.step += 1
@@ -230,6 +248,8 @@ class Optimizer:
         """Set every gradient to zero (one fill per flat span). Not needed with nncore's backward, which
         overwrites gradients; see the class docstring."""
         for group, st in zip(self.param_groups, self._states):
+            if group["params"][0]._flat is not st.owner:
+                self._follow(group, st)
             if st.span is not None:
                 st.span[1].fill(0)
             else:
@@ -311,6 +331,8 @@ class Optimizer:
                 raise ValueError(f"group {i}: loaded buffer {name!r} has dtype {buf.dtype}, expected {dtype}")
 
     def _load_group_state(self, group, st, s):
+        if group["params"][0]._flat is not st.owner:
+            self._follow(group, st)
         self._allocate(group, st)
         st.step = int(s["step"])
         st.mu_product = float(s.get("mu_product", 1.0))
@@ -543,6 +565,8 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0):
         return 0.0
     span = flat_span(params)
     grads = [span[1]] if span is not None else [p.grad.reshape(-1) for p in params]
+    if is_device_array(grads[0]):
+        return _clip_on_device(grads, max_norm, norm_type)
     if norm_type == 2:
         total = 0.0
         for g in grads:
@@ -561,4 +585,20 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0):
         scale = max_norm / (total + 1e-6)
         for g in grads:
             g *= scale
+    return total
+
+
+def _clip_on_device(grads, max_norm, norm_type):
+    """clip_grad_norm_ on device gradients without a read-back: the norm (in float64, so a float32 sum of
+    squares cannot overflow) and the scale stay on the device, and the norm is returned as a 0-d float64
+    device array (float() of it waits for the GPU)."""
+    xp = array_module(grads[0])
+    if norm_type == 2:
+        total = xp.sqrt(sum(xp.vdot(g64, g64) for g64 in (g.astype(xp.float64) for g in grads)))
+    else:
+        total = xp.max(xp.stack([abs(g).max().astype(xp.float64) for g in grads if g.size] or [xp.zeros(())]))
+    # torch's rule, as on the host: scale only when the norm is finite and above max_norm
+    scale = xp.where(xp.isfinite(total) & (total > max_norm), max_norm / (total + 1e-6), 1.0)
+    for g in grads:
+        g *= scale.astype(g.dtype)
     return total

@@ -101,6 +101,23 @@ def pack(params):
     return flat, flat_grad
 
 
+def move(params, device):
+    """Put ``params`` on ``device`` ("cpu" / "cuda"), keeping each one's flat buffer, offset and identity:
+    every flat buffer they live in is copied once to the device (values and gradients) and each parameter
+    is rebound to views of the copy. A no-op for parameters already there."""
+    from .device import to_device
+
+    moved = []  # (old flat, new flat, new grad): compared by identity, ids of freed arrays can be reused
+    for p in params:
+        for old, flat, grad in moved:
+            if p._flat is old:
+                break
+        else:
+            old, flat, grad = p._flat, to_device(p._flat, device), to_device(p._flat_grad, device)
+            moved.append((old, flat, grad))
+        p._bind(flat, grad, p._offset, p.shape)
+
+
 def flat_span(params):
     """(data, grad) 1-D views covering exactly ``params`` when they are consecutive slices of one flat
     buffer in the given order (the normal case for a model's parameters), else None."""
@@ -116,8 +133,6 @@ def flat_span(params):
 
 
 def _array_module(a):
-    if isinstance(a, np.ndarray):
-        return np
-    from .device import array_module
+    from kernels._util import array_module
 
     return array_module(a)

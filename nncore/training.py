@@ -12,6 +12,13 @@ One epoch of ``fit`` is mini-batch gradient descent as the course teaches it:
 
 ``seed`` fixes the shuffling, the validation split and the dropout masks, so a run is reproducible, and a
 run resumed from a checkpoint continues bitwise as the uninterrupted run would.
+
+On the GPU (``fit(..., device="cuda")``, or a model already moved with ``model.to("cuda")``) the data is
+copied to the device once (when it fits in free device memory, else batch by batch), and nothing in a step
+waits for the GPU: the loss and the accuracy counts stay on the device and are read back once per epoch
+(and every 10 steps for a progress bar on a terminal). The check for a non-finite loss therefore happens
+at the end of the epoch; the error still names the first bad step, and the model, the optimizer and the
+schedule are put back to their state at the start of that epoch (the last state known to be finite).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import sys
 
 import numpy as np
 
+from .device import array_module, check_device, device_of, free_device_bytes, to_device, to_numpy
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, NLLLoss
 from .modules import BatchNorm1d, Dropout, Module
 from .optim import Optimizer, clip_grad_norm_
@@ -119,7 +127,9 @@ def _task(loss_fn):
     return "regression"
 
 
-def _as_inputs(X, model, name="X"):
+def _as_inputs(X, model, name="X", resident=True):
+    """X as a C-contiguous array of the model's dtype, on the model's device (or left on the host, batches
+    to be copied one at a time, when ``resident`` is False)."""
     if not hasattr(X, "ndim"):
         X = np.asarray(X)
     if X.ndim != 2:
@@ -129,31 +139,56 @@ def _as_inputs(X, model, name="X"):
         if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
             raise TypeError(f"{name} has dtype {X.dtype}; expected numbers")
         X = X.astype(dtype)  # once per fit, not per batch: the model's dtype decides
-    return np.ascontiguousarray(X)
+    X = _place(X, model.device if resident else "cpu")
+    return array_module(X).ascontiguousarray(X)
 
 
-def _as_targets(y, n, task, dtype, name="y"):
+def _as_targets(y, n, task, dtype, name="y", device="cpu"):
     if not hasattr(y, "ndim"):
         y = np.asarray(y)
     if y.shape[0] != n:
         raise ValueError(f"{name} has {y.shape[0]} rows but X has {n}; they must match")
+    y = _place(y, device)
+    xp = array_module(y)
     if task == "classification" and y.ndim == 1:
         if not np.issubdtype(y.dtype, np.integer):
-            if not np.all(np.mod(y, 1) == 0):
+            if not bool(xp.all(xp.mod(y, 1) == 0)):
                 raise ValueError(f"{name} must hold integer class indices for a classification loss")
             y = y.astype(np.int64)
-        return np.ascontiguousarray(y)
-    return np.ascontiguousarray(y, dtype=dtype)
+        return xp.ascontiguousarray(y)
+    return xp.ascontiguousarray(y, dtype=dtype)
+
+
+def _place(a, device):
+    return a if device_of(a) == device else to_device(a, device)
+
+
+def _fits_on_device(*arrays):
+    """Whether the host arrays can be copied to the GPU whole, leaving room for the model's work: at most
+    half of the free device memory."""
+    need = sum(a.nbytes for a in arrays if a is not None and device_of(a) == "cpu")
+    return need <= free_device_bytes() // 2
 
 
 def _correct(out, y, task):
     """(correct predictions, predictions) in a batch: one per row for classification, one per output for
-    the binary (BCE) task, which may have several independent labels per row."""
+    the binary (BCE) task, which may have several independent labels per row. The count is a device scalar
+    for device arrays (nothing waits for the GPU), an int on the host."""
     if task == "classification":
-        if y.ndim == 2:  # probability targets: compare with the most likely class
-            return int(np.count_nonzero(out.argmax(axis=1) == y.argmax(axis=1))), y.shape[0]
-        return int(np.count_nonzero(out.argmax(axis=1) == y)), y.shape[0]
-    return int(np.count_nonzero((out > 0) == (y > 0.5))), y.size
+        hit = out.argmax(axis=1) == (y.argmax(axis=1) if y.ndim == 2 else y)  # probability targets: likeliest
+        k = y.shape[0]
+    else:
+        hit, k = (out > 0) == (y > 0.5), y.size
+    if device_of(hit) == "cuda":
+        return hit.sum(), k
+    return int(np.count_nonzero(hit)), k
+
+
+def _host_values(values):
+    """Python floats of a list of (host or device) scalars: one read-back for device scalars."""
+    if values and device_of(values[0]) == "cuda":
+        return [float(v) for v in to_numpy(array_module(values[0]).stack(values))]
+    return [float(v) for v in values]
 
 
 def _check_mean_loss(loss):
@@ -188,7 +223,8 @@ def _restore_modes(modes):
 
 
 def evaluate(model, X, y, *, loss, batch_size=1024):
-    """Loss (and accuracy for classification losses) of ``model`` on (X, y) in eval mode, as a dict.
+    """Loss (and accuracy for classification losses) of ``model`` on (X, y) in eval mode, as a dict. Host
+    data is copied to the model's device first.
 
     The loss is the mean over all rows (each batch's "mean" weighted by its size); accuracy is the fraction
     of rows classified correctly (for BCEWithLogitsLoss: of outputs, each thresholded at 0). Every module's
@@ -200,28 +236,34 @@ def evaluate(model, X, y, *, loss, batch_size=1024):
     batch_size = _check_batch_size(batch_size)
     task = _task(loss)
     X = _as_inputs(X, model)
-    y = _as_targets(y, X.shape[0], task, model.dtype)
+    y = _as_targets(y, X.shape[0], task, model.dtype, device=device_of(X))
     modes = _modes(model)
     model.eval()
-    total, correct, counted = 0.0, 0, 0
+    losses, sizes, corrects, counted = [], [], [], 0
     try:
         for start, stop in _batch_bounds(X.shape[0], batch_size):
             xb, yb = X[start:stop], y[start:stop]
             out = model(xb)
-            total += loss(out, yb) * xb.shape[0]
+            losses.append(loss.forward(out, yb))
+            sizes.append(stop - start)
             if task != "regression":
                 c, k = _correct(out, yb, task)
-                correct, counted = correct + c, counted + k
+                corrects.append(c)
+                counted += k
     finally:
         _restore_modes(modes)
+    total = 0.0
+    for value, size in zip(_host_values(losses), sizes):  # in batch order, as the values were computed
+        total += value * size
     metrics = {"loss": total / max(1, X.shape[0])}
     if task != "regression":
-        metrics["accuracy"] = correct / max(1, counted)
+        metrics["accuracy"] = int(sum(_host_values(corrects))) / max(1, counted)
     return metrics
 
 
 def predict(model, X, *, batch_size=1024):
-    """The model's outputs for X (eval mode, in batches), one array; every module's mode is restored."""
+    """The model's outputs for X (eval mode, in batches), one array on the model's device (host data is
+    copied there first; nncore.to_numpy brings a device result back); every module's mode is restored."""
     batch_size = _check_batch_size(batch_size)
     X = _as_inputs(X, model)
     modes = _modes(model)
@@ -232,7 +274,7 @@ def predict(model, X, *, batch_size=1024):
         outs = [model(X[s:e]).copy() for s, e in _batch_bounds(X.shape[0], batch_size)]
     finally:
         _restore_modes(modes)
-    return np.concatenate(outs)
+    return array_module(outs[0]).concatenate(outs)
 
 
 def _split_validation(X, y, fraction, seed):
@@ -245,6 +287,7 @@ def _split_validation(X, y, fraction, seed):
         raise ValueError(f"validation_split = {fraction} leaves {n_val} of {X.shape[0]} rows for validation")
     # its own stream, so the split does not shift the shuffling of the epochs
     order = np.random.default_rng(np.random.SeedSequence([seed, 1])).permutation(X.shape[0])
+    order = array_module(X).asarray(order)  # device data is indexed on the device
     tr, va = order[n_val:], order[:n_val]
     return X[tr], y[tr], (X[va], y[va])
 
@@ -284,13 +327,30 @@ class _LastFiniteState:
         return ""
 
 
+class _EpochStart:
+    """What fit puts back on the GPU when an epoch had a non-finite loss (checked once per epoch there): the
+    model's parameters and buffers (device copies), the optimizer's state and hyper-parameters, the
+    schedule's state, as they were when the epoch began."""
+
+    def __init__(self, model, optimizer, schedule):
+        self.model = model.state_dict()
+        self.optimizer = optimizer.state_dict()
+        self.schedule = None if schedule is None else schedule.state_dict()
+
+    def restore(self, model, optimizer, schedule):
+        model.load_state_dict(self.model)
+        optimizer.load_state_dict(self.optimizer)
+        if schedule is not None:
+            schedule.load_state_dict(self.schedule)
+
+
 # ------------------------------------------------------------------------------------------------------
 # fit
 
 
 def fit(model, X, y, *, loss, optimizer, epochs, batch_size=32, validation_data=None, validation_split=0.0,
         shuffle=True, seed=0, schedule=None, early_stopping=None, clip_grad_norm=None, callbacks=(),
-        progress=True, checkpoint=None, resume=None):
+        progress=True, checkpoint=None, resume=None, device=None):
     """Train ``model`` on (X, y) with mini-batch gradient descent; returns a History.
 
     loss: an nncore loss object; optimizer: an nncore.optim optimizer over model.parameters().
@@ -302,6 +362,10 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size=32, validation_data=
     callbacks: callables ``f(epoch, logs)`` (or objects with ``on_epoch_end(epoch, logs)``) run after each
     epoch; one returning True stops training. progress: a tqdm bar per epoch when stderr is a terminal.
     checkpoint: a path saved (atomically) after every epoch; resume: a checkpoint path to continue from.
+    device: "cpu" or "cuda" moves the model there first (``model.to(device)``; the optimizer's state follows
+    the parameters); None trains where the model is. Host data is copied to the model's device once (batch
+    by batch if it does not fit in half the free device memory); see the module docstring for what the GPU
+    changes about the non-finite loss check.
 
     A non-finite loss raises FloatingPointError naming the epoch and step, leaving the model at its last
     finite state. The loss must use reduction="mean". With a BatchNorm1d in the model, a last batch of one
@@ -322,18 +386,26 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size=32, validation_data=
             raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
     if clip_grad_norm is not None and not (isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0):
         raise ValueError(f"clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
+    if device is not None:
+        model.to(check_device(device))
+    on_device = model.device == "cuda"
     task = _task(loss)
-    X = _as_inputs(X, model)
-    y = _as_targets(y, X.shape[0], task, model.dtype)
+    X = _as_inputs(X, model, resident=False)  # dtype fixed on the host; moved after the split
+    y = _as_targets(y, X.shape[0], task, model.dtype, device=device_of(X))
     if validation_data is not None and validation_split:
         raise ValueError("pass either validation_data or validation_split, not both")
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise ValueError("validation_data must be a pair (X_val, y_val)")
         Xv = _as_inputs(validation_data[0], model, "X_val")
-        val = (Xv, _as_targets(validation_data[1], Xv.shape[0], task, model.dtype, "y_val"))
+        val = (Xv, _as_targets(validation_data[1], Xv.shape[0], task, model.dtype, "y_val", device_of(Xv)))
     else:
         X, y, val = _split_validation(X, y, float(validation_split), int(seed))
+        if val is not None:
+            val = (_place(val[0], model.device), _place(val[1], model.device))
+    resident = not on_device or _fits_on_device(X, y)
+    if resident:
+        X, y = _place(X, model.device), _place(y, model.device)
     if X.shape[0] == 0:
         raise ValueError("no training rows")
     stopper = early_stopping
@@ -364,7 +436,7 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size=32, validation_data=
         stopped = bool(state.fit_state.get("stopped", False))
     params = model.parameters()
     span = flat_span(params)
-    guard = _LastFiniteState(model, span[0] if span is not None else None)
+    guard = None if on_device else _LastFiniteState(model, span[0] if span is not None else None)
     metric_name = "val_loss" if val is not None else "loss"
 
     n = X.shape[0]
@@ -377,38 +449,64 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size=32, validation_data=
             if stopped:
                 break
             order = rng.permutation(n) if shuffle else np.arange(n)
+            rows = array_module(X).asarray(order)  # on the device with resident device data
             lr = float(optimizer.param_groups[0]["lr"])
-            total, correct, counted = 0.0, 0, 0
+            losses, sizes, corrects, counted = [], [], [], 0
+            start_state = _EpochStart(model, optimizer, schedule) if on_device else None
             pbar = bar(len(bounds), epoch, epochs) if bar else None
             try:
                 for b, (start, stop_row) in enumerate(bounds, 1):
-                    idx = order[start:stop_row]
+                    idx = rows[start:stop_row]
                     xb, yb = X[idx], y[idx]
+                    if not resident:
+                        xb, yb = to_device(xb, "cuda"), to_device(yb, "cuda")
                     step += 1
-                    guard.before_forward()
+                    if guard is not None:
+                        guard.before_forward()
                     out = model(xb)
-                    value = loss(out, yb)
-                    if not math.isfinite(value):
-                        note = guard.restore()
-                        raise FloatingPointError(
-                            f"loss is {value} at epoch {epoch}, step {step} (batch {b} of the epoch); training "
-                            f"stopped and the model keeps its last finite state{note}. Try a smaller learning "
-                            "rate or clip_grad_norm=...")
+                    value = loss.forward(out, yb)
+                    if guard is not None:  # on the host the check costs nothing: every step
+                        value = float(value)
+                        if not math.isfinite(value):
+                            note = guard.restore()
+                            raise FloatingPointError(
+                                f"loss is {value} at epoch {epoch}, step {step} (batch {b} of the epoch); training "
+                                f"stopped and the model keeps its last finite state{note}. Try a smaller learning "
+                                "rate or clip_grad_norm=...")
                     model.backward(loss.backward(), need_input_grad=False)
                     if clip_grad_norm is not None:
                         clip_grad_norm_(params, clip_grad_norm)
-                    guard.before_update()
+                    if guard is not None:
+                        guard.before_update()
                     optimizer.step()
                     if schedule is not None and schedule.interval == "step":
                         schedule.step()
-                    total += value * idx.size
+                    losses.append(value)
+                    sizes.append(stop_row - start)
                     if task != "regression":
                         c, k = _correct(out, yb, task)
-                        correct, counted = correct + c, counted + k
+                        corrects.append(c)
+                        counted += k
                     if pbar is not None:
                         pbar.update(1)
                         if b % 10 == 0:
-                            pbar.set_postfix(loss=f"{total / stop_row:.4f}", refresh=False)
+                            done = sum(v * m for v, m in zip(_host_values(losses), sizes))
+                            pbar.set_postfix(loss=f"{done / stop_row:.4f}", refresh=False)
+                values = _host_values(losses)  # the epoch's one read-back on the GPU
+                if start_state is not None:
+                    bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+                    if bad is not None:
+                        start_state.restore(model, optimizer, schedule)
+                        first = step - len(values) + bad + 1
+                        raise FloatingPointError(
+                            f"loss is {values[bad]} at epoch {epoch}, step {first} (batch {bad + 1} of the epoch); "
+                            "training stopped. On the GPU the loss is checked once per epoch: the model, the "
+                            f"optimizer and the schedule were put back to their state at the start of epoch {epoch}, "
+                            "the last state known to be finite. Try a smaller learning rate or clip_grad_norm=...")
+                total = 0.0
+                for v, m in zip(values, sizes):  # in step order: the same sum on every device
+                    total += v * m
+                correct = int(sum(_host_values(corrects)))
                 logs = {"loss": total / n}
                 if task != "regression":
                     logs["accuracy"] = correct / max(1, counted)

@@ -10,8 +10,11 @@ treats it as a device array), and the functions the library calls on ``cupy`` (`
 NumPy ufuncs and methods keep the subclass, so arithmetic on simulated device arrays stays "on the device"
 as it would with CuPy.
 
-What it does not emulate: CuPy refuses implicit conversion to NumPy (``np.asarray(cupy_array)`` raises);
-a ``SimDeviceArray`` converts silently. The kernels' dispatch rejects host/device mixes itself, so this
+Like CuPy, reductions and ufuncs give 0-d device arrays, never host scalars (so code that would wait for a
+GPU by converting one shows up as a ``float()`` call). What it does not emulate: CuPy refuses implicit
+conversion to NumPy (``np.asarray(cupy_array)`` raises), where a ``SimDeviceArray`` converts silently; and
+indexing one element (which the simulated kernels do) and a few methods (``argmax``) give NumPy scalars
+where CuPy gives 0-d device arrays. The kernels' dispatch rejects host/device mixes itself, so this
 only matters to code that calls NumPy on device arrays, which the tests on a real GPU catch.
 """
 
@@ -38,6 +41,10 @@ class SimDeviceArray(np.ndarray):
             "version": 3,
         }
 
+    def __array_wrap__(self, arr, context=None, return_scalar=False):
+        # CuPy never hands back a host scalar: reductions and ufuncs on 0-d arrays give 0-d device arrays
+        return np.asarray(arr).view(SimDeviceArray)
+
     def get(self):
         """A host copy (CuPy's ``ndarray.get``)."""
         return np.array(self, copy=True).view(np.ndarray)
@@ -47,8 +54,8 @@ ndarray = SimDeviceArray
 
 
 def _on_device(result):
-    if type(result) is np.ndarray:
-        return result.view(SimDeviceArray)
+    if type(result) is np.ndarray or isinstance(result, np.generic):
+        return np.asarray(result).view(SimDeviceArray)
     if isinstance(result, tuple):
         return tuple(_on_device(r) for r in result)
     return result
