@@ -34,6 +34,9 @@ def summarize(data) -> str:
         lines += [f"Floors measured in the same run: copy bandwidth {first['copy_GBps']} GB/s for one NumPy "
                   f"copy, {first.get('copy_all_cores_GBps', '?')} GB/s with every core copying (read + write "
                   f"counted); threading layer {first.get('threading_layer', '?')}", ""]
+    if "device_copy_GBps" in first:
+        lines += [f"GPU: {first.get('device', '?')}; device-to-device copy bandwidth measured in the same run "
+                  f"{first['device_copy_GBps']} GB/s (read + write counted): the floor of the GPU rows", ""]
     blas = next((b["extra_info"]["blas_GFLOPs"] for b in data["benchmarks"] if "blas_GFLOPs" in b["extra_info"]), None)
     if blas:
         lines += [f"BLAS rate measured in the same run (float32, 2048^3): {blas} GFLOP/s", ""]
