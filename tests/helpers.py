@@ -199,3 +199,13 @@ def non_finite_loss_inputs(rng, dtype):
     x[0, 0], t[0, 0] = np.inf, 0.5
     x[2, 5], t[2, 5] = -np.inf, 0.0
     return x, t
+
+
+def assert_same_error(cpu_call, dev_call):
+    """The device call raises what the CPU call raises: the same exception type and the same message (the
+    public kernels validate both kinds of array with one set of checks)."""
+    with pytest.raises((TypeError, ValueError)) as cpu:
+        cpu_call()
+    with pytest.raises((TypeError, ValueError)) as dev:
+        dev_call()
+    assert type(dev.value) is type(cpu.value) and str(dev.value) == str(cpu.value), (dev.value, cpu.value)

@@ -32,7 +32,7 @@ import pytest
 from kernels import batchnorm as B
 from kernels import reference as R
 from kernels._util import REDUCE_BLOCK_ROWS, num_row_blocks
-from tests.helpers import DTYPE_IDS, DTYPE_TOLS, assert_close, random_array
+from tests.helpers import DTYPE_IDS, DTYPE_TOLS, assert_close, assert_same_error, random_array
 
 cuda = pytest.importorskip("numba.cuda")
 pytestmark = pytest.mark.skipif(not (numba.config.ENABLE_CUDASIM or cuda.is_available()),
@@ -395,16 +395,6 @@ def test_exact_fma_rounds_once():
 # the public functions on device arrays (kernels.batchnorm dispatching to the launchers above)
 
 
-def _same_error(case, to_device):
-    """case(to_device) raises what case(identity) raises: the same exception type and message on both
-    backends (``case(a)`` makes its arrays with ``a``: as they are, or on the device)."""
-    with pytest.raises((TypeError, ValueError)) as on_cpu:
-        case(lambda v: v)
-    with pytest.raises(on_cpu.type) as on_dev:
-        case(to_device)
-    assert str(on_dev.value) == str(on_cpu.value)
-
-
 @pytest.mark.parametrize("shape", [(7, 33), (65, 5)], ids=["7x33", "65x5"])
 @dtypes
 def test_public_functions_on_device_arrays(rng, dev, shape, dtype, rtol, atol):
@@ -521,7 +511,8 @@ def test_public_functions_reject_bad_device_input_as_on_the_cpu(rng, dev):
         out_is_dy,
     ]
     for case in cases:
-        _same_error(case, lambda v: None if v is None else dev.asarray(v))
+        assert_same_error(lambda: case(lambda v: v),
+                          lambda: case(lambda v: None if v is None else dev.asarray(v)))
 
     # host and device arrays in one call: a TypeError naming one of each, before anything runs
     rm_before = rm.copy()

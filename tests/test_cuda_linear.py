@@ -39,7 +39,7 @@ from kernels import linear as L
 from kernels import reference as R
 from kernels._util import REDUCE_BLOCK_ROWS, num_row_blocks
 from kernels.activations import IDENTITY, activation_code, check_negative_slope
-from tests.helpers import DTYPE_IDS, DTYPE_TOLS, TOLS, assert_close, random_array
+from tests.helpers import DTYPE_IDS, DTYPE_TOLS, TOLS, assert_close, assert_same_error, random_array
 
 cuda = pytest.importorskip("numba.cuda")
 pytestmark = pytest.mark.skipif(not (numba.config.ENABLE_CUDASIM or cuda.is_available()),
@@ -280,15 +280,6 @@ def _act_rtol(dtype):
     return 1e-15 if dtype == np.float64 else 4 * EPS[dtype]
 
 
-def _assert_same_error(cpu_call, dev_call):
-    """The device call raises what the CPU call raises: same type, same message."""
-    with pytest.raises((TypeError, ValueError)) as cpu:
-        cpu_call()
-    with pytest.raises((TypeError, ValueError)) as dev:
-        dev_call()
-    assert type(dev.value) is type(cpu.value) and str(dev.value) == str(cpu.value), (dev.value, cpu.value)
-
-
 @pytest.mark.parametrize("kind,slope,dtype,nkm,bias,use_ws", PUBLIC_CASES, ids=PUBLIC_IDS)
 def test_public_layer_on_device_arrays(dev, rng, kind, slope, dtype, nkm, bias, use_ws):
     n, k, m = nkm
@@ -425,7 +416,7 @@ BAD_CALLS = {
 
 @pytest.mark.parametrize("call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
 def test_public_errors_on_device_arrays_match_the_cpu(dev, call):
-    _assert_same_error(lambda: call(np.asarray, "cpu"), lambda: call(dev.asarray, "cuda"))
+    assert_same_error(lambda: call(np.asarray, "cpu"), lambda: call(dev.asarray, "cuda"))
 
 
 def test_public_host_device_mixes_name_the_arguments(dev):

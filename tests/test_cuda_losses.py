@@ -39,6 +39,7 @@ from tests.helpers import (
     DTYPE_TOLS,
     DTYPES,
     assert_close,
+    assert_same_error,
     non_finite_loss_inputs,
 )
 from tests.helpers import random_array as _random_array
@@ -308,16 +309,6 @@ def test_reduced_loss_sums_device_partials_on_the_device(rng, dev):
 # the public functions on device arrays (kernels.losses dispatching to the launchers above)
 
 
-def _same_error(case, to_device):
-    """case(to_device) raises what case(identity) raises: the same exception type and message on both
-    backends (``case(a)`` makes its arrays with ``a``: as they are, or on the device)."""
-    with pytest.raises((TypeError, ValueError)) as on_cpu:
-        case(lambda v: v)
-    with pytest.raises(on_cpu.type) as on_dev:
-        case(to_device)
-    assert str(on_dev.value) == str(on_cpu.value)
-
-
 def _spy_launches(monkeypatch, device_type):
     """Record the launchers' array arguments and check that every one is a device array: the weight vectors,
     the partials and the loss's one-element result are built on the device, not on the host."""
@@ -411,7 +402,7 @@ def test_public_functions_out_and_empty_on_device(rng, dev):
 
 
 def _out_is_input(fn, x, t, which):
-    """A case for _same_error: fn(x, t) with out= the x (which=0) or the target (1) it reads."""
+    """A case for assert_same_error: fn(x, t) with out= the x (which=0) or the target (1) it reads."""
     def case(a):
         args = (a(x), a(t))
         return fn(*args, out=args[which])
@@ -440,7 +431,7 @@ def test_public_functions_reject_bad_device_input_as_on_the_cpu(rng, dev):
         lambda a: bce(a(x), a(t), pos_weight=a(np.ones((1, 4), np.float32))),
     ]
     for case in cases:
-        _same_error(case, dev.asarray)
+        assert_same_error(lambda: case(lambda v: v), lambda: case(dev.asarray))
     with pytest.raises(TypeError, match="^target is on the CPU .NumPy. but x is on the GPU"):
         L.mse_loss(dev.asarray(x), t)
     with pytest.raises(TypeError, match="^x is on the CPU .NumPy. but out is on the GPU"):

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from kernels.matmul import matmul
-from tests.helpers import DTYPE_IDS, DTYPES, random_array
+from tests.helpers import DTYPE_IDS, DTYPES, assert_same_error, random_array
 
 M = importlib.import_module("kernels.matmul")  # the module: the package's attribute is the function
 cuda = pytest.importorskip("numba.cuda")
@@ -44,15 +44,6 @@ def _check(c, a, b, name, rel=0.0):
     exact = a.astype(np.float64) @ b.astype(np.float64)
     err = np.abs(c.astype(np.float64) - exact)
     assert (err <= _bound(a, b, rel)).all(), f"{name}: worst error {err.max()!r}"
-
-
-def _assert_same_error(cpu_call, dev_call):
-    """The device call raises what the CPU call raises: same type, same message."""
-    with pytest.raises((TypeError, ValueError)) as cpu:
-        cpu_call()
-    with pytest.raises((TypeError, ValueError)) as dev:
-        dev_call()
-    assert type(dev.value) is type(cpu.value) and str(dev.value) == str(cpu.value), (dev.value, cpu.value)
 
 
 @pytest.mark.parametrize("impl", ["blas", "numba"])
@@ -117,7 +108,7 @@ def _overlapping_out(b, xp):
 def test_same_errors_as_on_the_cpu(dev, rng, call):
     a = random_array(rng, (4, 3), np.float32)
     b = random_array(rng, (3, 5), np.float32)
-    _assert_same_error(lambda: call(a, b, np), lambda: call(dev.asarray(a), dev.asarray(b), dev))
+    assert_same_error(lambda: call(a, b, np), lambda: call(dev.asarray(a), dev.asarray(b), dev))
 
 
 def test_host_device_mix_names_the_arguments(dev, rng):

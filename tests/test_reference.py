@@ -13,7 +13,6 @@ from kernels import reference as R
 from tests.helpers import assert_close, numeric_grad
 
 
-
 def check_fd(f, x, analytic, name):
     assert_close(analytic, numeric_grad(f, x), rtol=1e-5, atol=1e-7, name=name)
 

@@ -15,11 +15,15 @@ division on the device (``div.approx.f32``, within 2 ulp) while square roots sta
 checks survive (no ``nnan``/``ninf``, no flush to zero). numba-cuda has no device lowering for ``np.floor``
 or ``np.sqrt`` on scalars, so shared helpers use ``math`` functions or LLVM intrinsics instead.
 
-Status (issue 4 in progress): kernels for the optimizer updates, dropout, the activations, softmax /
-log-softmax / softmax cross-entropy, BatchNorm, the linear layer's passes around the GEMMs and the
-losses, each checked in the simulator against the CPU kernels and the float64 oracle. Not yet: the public
-``kernels`` functions do not dispatch device arrays to them (that needs validation of CuPy arrays, and a
-real GPU to test on), and nothing has been timed on a GPU.
+Launches go through ``launch(kernel, blocks, threads, *args)``: device arrays are handed to Numba as
+views made with ``cuda.from_cuda_array_interface(..., sync=False)``. Left to itself, Numba synchronises
+the stream that a CuPy array exports in its ``__cuda_array_interface__`` before every launch (numba-cuda's
+``CUDA_ARRAY_INTERFACE_SYNC``), which would make every kernel wait for the GPU to go idle; the sync is
+redundant here, because every launch goes to CuPy's current stream, the stream the array was made on.
+
+Status: the public ``kernels`` functions dispatch device arrays to these kernels (``kernels._util``);
+every kernel is checked in the simulator against the CPU kernels and the float64 oracle, and compiled for
+sm_90 by tests/test_cuda_ptx.py. Nothing has been timed on a GPU yet (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -48,3 +52,23 @@ def current_stream():
     if cupy is None or config.ENABLE_CUDASIM:
         return cuda.default_stream()
     return cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+
+
+def _numba_view(a):
+    """A Numba device array over the memory of ``a`` (any ``__cuda_array_interface__`` object), without the
+    stream synchronisation Numba would do when it converts one itself; anything else is passed through."""
+    if _DeviceNDArray is None or isinstance(a, _DeviceNDArray) or not hasattr(type(a), "__cuda_array_interface__"):
+        return a
+    return cuda.from_cuda_array_interface(a.__cuda_array_interface__, owner=a, sync=False)
+
+
+if config.ENABLE_CUDASIM:
+    _DeviceNDArray = None  # the simulator takes NumPy arrays (and SimDeviceArrays) as they are
+else:
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceNDArray
+
+
+def launch(kernel, blocks, threads, *args):
+    """kernel[blocks, threads, current_stream()](*args), device-array arguments passed without a stream
+    synchronisation (module docstring). Returns without waiting for the kernel."""
+    kernel[blocks, threads, current_stream()](*(_numba_view(a) for a in args))

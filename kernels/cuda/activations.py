@@ -25,7 +25,7 @@ from __future__ import annotations
 from numba import cuda
 
 from kernels.activations import activation_grad, apply_activation
-from kernels.cuda import current_stream, elementwise_grid
+from kernels.cuda import elementwise_grid, launch
 
 
 @cuda.jit
@@ -44,11 +44,11 @@ def run_forward(x, y, code, slope):
     """y = act(x) over the flat 1-D arrays x, y (same size and dtype) on the current stream; returns without
     synchronising."""
     blocks, threads = elementwise_grid(x.size)
-    _forward[blocks, threads, current_stream()](x, y, code, slope)
+    launch(_forward, blocks, threads, x, y, code, slope)
 
 
 def run_backward(dy, y, dx, code, slope):
     """dx = dy * act'(x) from the saved output y, over flat 1-D arrays of one size and dtype, on the current
     stream; returns without synchronising."""
     blocks, threads = elementwise_grid(dy.size)
-    _backward[blocks, threads, current_stream()](dy, y, dx, code, slope)
+    launch(_backward, blocks, threads, dy, y, dx, code, slope)

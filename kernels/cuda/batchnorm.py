@@ -49,7 +49,7 @@ from numba import cuda
 
 from kernels import batchnorm as _cpu
 from kernels._util import REDUCE_BLOCK_ROWS, array_module, num_row_blocks
-from kernels.cuda import THREADS, WARP, current_stream, elementwise_grid
+from kernels.cuda import THREADS, WARP, elementwise_grid, launch
 
 # CUDA caps gridDim.y at 65535; the kernels stride over the row blocks beyond it.
 MAX_GRID_Y = 65535
@@ -213,19 +213,18 @@ def _grad_x(dy, x, mean, a, b1, c0, dx):
 def batch_stats(x):
     """Float64 (mean, biased var) of the columns of x (N >= 1), as kernels.batchnorm._batch_stats."""
     n, c = x.shape
-    stream = current_stream()
     cols = elementwise_grid(c)
     nb = num_row_blocks(n)
     shift = _empty(c, x.dtype, x)
-    _first_block_mean[cols[0], cols[1], stream](x, shift)
+    launch(_first_block_mean, cols[0], cols[1], x, shift)
     s1 = _empty((nb, c), x.dtype, x)
     s2 = _empty((nb, c), x.dtype, x)
     if x.size:
         grid, threads = column_tiles(nb, c)
-        _shifted_sums[grid, threads, stream](x, shift, s1, s2, x.dtype.type(0))
+        launch(_shifted_sums, grid, threads, x, shift, s1, s2, x.dtype.type(0))
     mean = _empty(c, np.float64, x)
     var = _empty(c, np.float64, x)
-    _finish_stats[cols[0], cols[1], stream](s1, s2, shift, 1.0 / n, mean, var)
+    launch(_finish_stats, cols[0], cols[1], s1, s2, shift, 1.0 / n, mean, var)
     return mean, var
 
 
@@ -234,7 +233,6 @@ def forward(x, gamma, beta, rm, rv, training, momentum, eps, y):
     training mode, and (mean, invstd) are returned in x's dtype. Arguments as batchnorm_forward has
     validated them (training needs N >= 2 when the batch statistics are used). Does not synchronise."""
     n, c = x.shape
-    stream = current_stream()
     update = training and rm is not None
     if training or rm is None:  # torch: without running statistics, eval normalises with the batch's
         mu_src, var_src = batch_stats(x)
@@ -242,12 +240,12 @@ def forward(x, gamma, beta, rm, rv, training, momentum, eps, y):
         mu_src, var_src = rm, rv
     mean_hi, scale, shift, mean, invstd = (_empty(c, x.dtype, x) for _ in range(5))
     blocks, threads = elementwise_grid(c)
-    _fold_forward[blocks, threads, stream](mu_src, var_src, eps, gamma, beta, momentum,
-                                           n / (n - 1) if update else 1.0, rm if update else None,
-                                           rv if update else None, mean_hi, scale, shift, mean, invstd)
+    launch(_fold_forward, blocks, threads, mu_src, var_src, eps, gamma, beta, momentum,
+           n / (n - 1) if update else 1.0, rm if update else None, rv if update else None,
+           mean_hi, scale, shift, mean, invstd)
     if x.size:
         grid, threads = column_tiles(num_row_blocks(n), c)
-        _affine[grid, threads, stream](x, mean_hi, scale, shift, y)
+        launch(_affine, grid, threads, x, mean_hi, scale, shift, y)
     return mean, invstd
 
 
@@ -255,21 +253,20 @@ def backward(dy, x, gamma, mean, invstd, dx):
     """batchnorm_backward on the device: dx (N, C) is written; returns (dgamma, dbeta) in x's dtype, or
     (None, None) when gamma is None (affine=False), as the CPU does. Does not synchronise."""
     n, c = x.shape
-    stream = current_stream()
     nb = num_row_blocks(n)  # N == 0: no blocks, and the totals below stay 0
     s1 = _empty((nb, c), x.dtype, x)
     s2 = _empty((nb, c), x.dtype, x)
     if x.size:
         grid, threads = column_tiles(nb, c)
-        _grad_sums[grid, threads, stream](dy, x, mean, s1, s2, x.dtype.type(0))
+        launch(_grad_sums, grid, threads, dy, x, mean, s1, s2, x.dtype.type(0))
     sum_dy = _empty(c, np.float64, x)
     sum_dy_xmu = _empty(c, np.float64, x)
     blocks, cthreads = elementwise_grid(c)
-    _sum_blocks[blocks, cthreads, stream](s1, s2, sum_dy, sum_dy_xmu)
+    launch(_sum_blocks, blocks, cthreads, s1, s2, sum_dy, sum_dy_xmu)
     a, b1, c0, dgamma, dbeta = (_empty(c, x.dtype, x) for _ in range(5))
-    _fold_backward[blocks, cthreads, stream](sum_dy, sum_dy_xmu, invstd, gamma, n, a, b1, c0, dgamma, dbeta)
+    launch(_fold_backward, blocks, cthreads, sum_dy, sum_dy_xmu, invstd, gamma, n, a, b1, c0, dgamma, dbeta)
     if x.size:
-        _grad_x[grid, threads, stream](dy, x, mean, a, b1, c0, dx)
+        launch(_grad_x, grid, threads, dy, x, mean, a, b1, c0, dx)
     if gamma is None:
         return None, None
     return dgamma, dbeta

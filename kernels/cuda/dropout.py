@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from kernels.cuda import current_stream, elementwise_grid
+from kernels.cuda import elementwise_grid, launch
 from kernels.philox import MASK32, SHIFT32, philox4x32_10
 
 
@@ -67,11 +67,11 @@ def run(x, y, threshold, scale, k0, k1, c2, c3):
     """y = x * mask * scale over the flat 1-D arrays x, y (same size and dtype) on the current stream;
     returns without synchronising."""
     blocks, threads = elementwise_grid(-(-x.size // 4))
-    _dropout[blocks, threads, current_stream()](x, y, threshold, scale, k0, k1, c2, c3)
+    launch(_dropout, blocks, threads, x, y, threshold, scale, k0, k1, c2, c3)
 
 
 def run_mask(m, threshold, k0, k1, c2, c3):
     """The keep mask into the flat 1-D array m (bool, or uint8 as 0/1) on the current stream; returns
     without synchronising."""
     blocks, threads = elementwise_grid(-(-m.size // 4))
-    _mask[blocks, threads, current_stream()](m, threshold, k0, k1, c2, c3)
+    launch(_mask, blocks, threads, m, threshold, k0, k1, c2, c3)

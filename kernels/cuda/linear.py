@@ -57,7 +57,7 @@ from numba import config, cuda
 
 from kernels._util import REDUCE_BLOCK_ROWS, num_row_blocks
 from kernels.activations import IDENTITY, activation_grad, apply_activation
-from kernels.cuda import current_stream, elementwise_grid
+from kernels.cuda import elementwise_grid, launch
 
 if config.ENABLE_CUDASIM:
     def add_rn(a, b):
@@ -113,17 +113,16 @@ def run_forward(y, b, code, slope):
     if b is None and code == IDENTITY:
         return
     blocks, threads = elementwise_grid(y.size)
-    _bias_act[blocks, threads, current_stream()](y, b, code, slope)
+    launch(_bias_act, blocks, threads, y, b, code, slope)
 
 
 def run_backward(dy, y, dz, part, db, code, slope):
     """The pass before the backward GEMMs: dz = dy * act'(y) into dz (None with the identity activation: dz
     is dy) and, with a bias, the float64 block partials into part (num_row_blocks(N), out) and their sum
     into db (out,) (both None without a bias). Returns without synchronising."""
-    stream = current_stream()
     if dz is not None or part is not None:
         blocks, threads = elementwise_grid(num_row_blocks(dy.shape[0]) * dy.shape[1])
-        _dz_pass[blocks, threads, stream](dy, y, dz, part, code, slope)
+        launch(_dz_pass, blocks, threads, dy, y, dz, part, code, slope)
     if part is not None:
         blocks, threads = elementwise_grid(db.size)
-        _sum_partials[blocks, threads, stream](part, db)
+        launch(_sum_partials, blocks, threads, part, db)

@@ -18,10 +18,11 @@ register in that order; the block then adds the THREADS registers by kernels.cud
 in shared memory (halving strides, a cuda.syncthreads() between levels, so no thread reads a slot before it
 is written) and thread 0 writes partials[b]. Every element, loss slot and partial has one writer, there are
 no atomics, and the order of every addition is fixed by (LOSS_BLOCK, THREADS) alone: the partials are
-bitwise the same on every run. As in kernels.cuda.linear, each of those additions is ``add_rn``, which a GPU compiler may not
-fuse with the multiply that produced the term. The partials are not bitwise the CPU's: the CPU's block
-sums are vectorised by LLVM in an order of its choosing. Both are float64 sums of the same dtype values,
-so they agree to float64 rounding (at most (terms - 1) ulp of the sum of |terms|, far less in practice).
+bitwise the same on every run. As in kernels.cuda.linear, each of those additions is ``add_rn``, which a
+GPU compiler may not fuse with the multiply that produced the term. The partials are not bitwise the
+CPU's: the CPU's block sums are vectorised by LLVM in an order of its choosing. Both are float64 sums of
+the same dtype values, so they agree to float64 rounding (at most (terms - 1) ulp of the sum of |terms|,
+far less in practice).
 
 Weights: the launchers take ``w``, ``w_full`` and ``pw`` exactly as kernels/losses.py's public function
 builds them for its CPU kernel (with x's array module, so in device memory for device input): pw (and w
@@ -53,7 +54,7 @@ from numba import cuda, float64, njit
 
 from kernels._fastexp import fast_exp
 from kernels._util import array_module
-from kernels.cuda import THREADS, current_stream
+from kernels.cuda import THREADS, launch
 from kernels.cuda.linear import add_rn
 from kernels.cuda.reduce import block_sum, sum_scaled
 from kernels.losses import _JIT, LOSS_BLOCK, _bce_elem, _diff_elem
@@ -117,14 +118,14 @@ def run_bce(x, t, w, w_full, pw, dx, loss, store_loss, scale, partials):
     ``loss`` (store_loss, reduction "none") or their block sums into ``partials`` (ceil(n / LOSS_BLOCK),
     float64). Returns without synchronising."""
     if x.size:
-        _bce[partials.size, THREADS, current_stream()](x, t, w, w_full, pw, dx, loss, store_loss, scale, partials)
+        launch(_bce, partials.size, THREADS, x, t, w, w_full, pw, dx, loss, store_loss, scale, partials)
 
 
 def run_diff(x, t, dx, loss, store_loss, gscale, code, partials):
     """MSE (code kernels.losses.MSE) or L1 (L1) over the flat 1-D arrays, arguments as run_bce's and the CPU
     kernel's (gscale: the gradient factor, 2 scale for MSE). Returns without synchronising."""
     if x.size:
-        _diff[partials.size, THREADS, current_stream()](x, t, dx, loss, store_loss, gscale, code, partials)
+        launch(_diff, partials.size, THREADS, x, t, dx, loss, store_loss, gscale, code, partials)
 
 
 def reduced_loss(reduction, loss, partials, n, dtype):

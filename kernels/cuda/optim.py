@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from kernels.cuda import current_stream, elementwise_grid
+from kernels.cuda import elementwise_grid, launch
 from kernels.optim import _adadelta_elem, _adagrad_elem, _adam_elem, _nadam_elem, _rmsprop_elem, _sgd_elem
 
 
@@ -76,4 +76,4 @@ def run(rule, arrays, h, flags):
     """Launch the update ``rule`` on the flat 1-D ``arrays`` (param, grad, state...: as the CPU kernels take
     them) on the current stream; returns without synchronising."""
     blocks, threads = elementwise_grid(arrays[0].size)
-    KERNELS[rule][blocks, threads, current_stream()](*arrays, h, *flags)
+    launch(KERNELS[rule], blocks, threads, *arrays, h, *flags)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from numba import cuda, float64
 
-from kernels.cuda import THREADS, current_stream
+from kernels.cuda import THREADS, launch
 from kernels.cuda.linear import add_rn
 
 assert THREADS & (THREADS - 1) == 0  # the tree halves the active threads down to one
@@ -40,13 +40,19 @@ def block_sum(sums, acc):
     return sums[0]
 
 
-@cuda.jit
-def _sum_scaled(values, mul, div, out):
-    sums = cuda.shared.array(THREADS, float64)
+@cuda.jit(device=True)
+def block_total(sums, values):
+    """The float64 sum of the 1-D ``values`` by one block: thread k adds values k, k + THREADS, ... in
+    order, then ``block_sum`` adds the threads' sums; valid in thread 0 only."""
     acc = 0.0
     for i in range(cuda.threadIdx.x, values.size, THREADS):
         acc = add_rn(acc, values[i])
-    total = block_sum(sums, acc)
+    return block_sum(sums, acc)
+
+
+@cuda.jit
+def _sum_scaled(values, mul, div, out):
+    total = block_total(cuda.shared.array(THREADS, float64), values)
     if cuda.threadIdx.x == 0:
         out[0] = (total * mul) / div
 
@@ -54,4 +60,4 @@ def _sum_scaled(values, mul, div, out):
 def sum_scaled(values, mul, div, out):
     """out[0] = (sum(values) * mul) / div, values 1-D float64 (any length, 0 gives 0), out a 1-element
     device array of the result dtype. On the current stream; returns without synchronising."""
-    _sum_scaled[1, THREADS, current_stream()](values, float(mul), float(div), out)
+    launch(_sum_scaled, 1, THREADS, values, float(mul), float(div), out)

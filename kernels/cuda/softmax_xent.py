@@ -75,9 +75,9 @@ from numba import cuda, float64
 
 from kernels._fastexp import fast_exp
 from kernels._util import array_module, is_array
-from kernels.cuda import MAX_BLOCKS, THREADS, current_stream
+from kernels.cuda import MAX_BLOCKS, THREADS, launch
 from kernels.cuda.linear import add_rn
-from kernels.cuda.reduce import block_sum, sum_scaled
+from kernels.cuda.reduce import block_sum, block_total, sum_scaled
 from kernels.softmax_xent.cpu import _nll_from_lse, _smoothed_loss
 
 
@@ -252,11 +252,7 @@ def _hard_mean_scale(target, w, ignore_index, scale):
 
 @cuda.jit
 def _scaled_total(values, scale, out):
-    sums = cuda.shared.array(THREADS, float64)
-    acc = 0.0
-    for i in range(cuda.threadIdx.x, values.size, THREADS):
-        acc = add_rn(acc, values[i])
-    total = block_sum(sums, acc)
+    total = block_total(cuda.shared.array(THREADS, float64), values)
     if cuda.threadIdx.x == 0:
         out[0] = total * scale[0]
 
@@ -376,7 +372,7 @@ def _launch(kernel, x, *args):
     if x.size == 0:
         return
     blocks, threads = launch_shape(*x.shape)
-    kernel[blocks, threads, current_stream()](x, *args)
+    launch(kernel, blocks, threads, x, *args)
 
 
 def _scale_args(scale, like):
@@ -414,7 +410,7 @@ def hard_mean_scale(target, w, ignore_index, scale):
     """scale[0] = 1 / sum of w[target[i]] (1 without weights) over the i with target[i] != ignore_index, or
     0 when that sum is 0: the "mean" scale of hard targets, into a 1-element float64 device array. One
     block; returns without synchronising."""
-    _hard_mean_scale[1, THREADS, current_stream()](target, w, ignore_index, scale)
+    launch(_hard_mean_scale, 1, THREADS, target, w, ignore_index, scale)
 
 
 def total_loss(loss_rows, scale, out):
@@ -422,7 +418,7 @@ def total_loss(loss_rows, scale, out):
     float (kernels.cuda.reduce.sum_scaled) or a 1-element float64 device array (from hard_mean_scale). One
     block; returns without synchronising."""
     if is_array(scale):
-        _scaled_total[1, THREADS, current_stream()](loss_rows, scale, out)
+        launch(_scaled_total, 1, THREADS, loss_rows, scale, out)
     else:
         sum_scaled(loss_rows, scale, 1.0, out)
 
