@@ -71,6 +71,16 @@ def backend_of(*arrays, **named) -> str:
     """"cpu" when the array arguments are NumPy arrays, "cuda" when they are device arrays (CuPy, or
     anything with ``__cuda_array_interface__``); None arguments are skipped. Mixing the two raises a
     TypeError rather than copying behind the caller's back; keyword arguments give the message names."""
+    # the hot path (a training step calls this a few dozen times): all NumPy arrays or None
+    for group in (arrays, named.values()):
+        for a in group:
+            if a is not None and type(a) is not np.ndarray:
+                break
+        else:
+            continue
+        break
+    else:
+        return "cpu"
     host = device = None
     for name, a in [(None, a) for a in arrays] + list(named.items()):
         if a is None:
