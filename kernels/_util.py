@@ -62,7 +62,7 @@ def device_module():
 def array_module(*arrays):
     """numpy, or the device module (``device_module()``) when any argument is a device array."""
     for a in arrays:
-        if is_device_array(a):
+        if a is not None and type(a) is not np.ndarray and is_device_array(a):
             return device_module()
     return np
 
@@ -117,9 +117,10 @@ def _writeable(a) -> bool:
 def as_float_array(name: str, a, *, ndim=None, min_ndim=None, dtype=None):
     """Validate a read-only floating input and return it C-contiguous (copying only if needed), on the
     device it came from."""
-    a = _as_module_array(a)
-    if not is_array(a):
-        raise _type_error(name, a)
+    if type(a) is not np.ndarray:  # the checks below are the hot path of every kernel call: keep NumPy's short
+        a = _as_module_array(a)
+        if not is_array(a):
+            raise _type_error(name, a)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} has dtype {a.dtype}; allowed dtypes: {_ALLOWED}")
     if dtype is not None and a.dtype != dtype:
@@ -142,9 +143,10 @@ def _check_ndim(name, a, ndim, min_ndim):
 
 def writable_float_array(name: str, a, *, shape=None, dtype=None):
     """Validate a floating array the kernel writes into: exact shape/dtype, C-contiguous, writeable."""
-    a = _as_module_array(a)
-    if not is_array(a):
-        raise _type_error(name, a)
+    if type(a) is not np.ndarray:
+        a = _as_module_array(a)
+        if not is_array(a):
+            raise _type_error(name, a)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} has dtype {a.dtype}; allowed dtypes: {_ALLOWED}")
     if dtype is not None and a.dtype != dtype:
@@ -176,7 +178,7 @@ def _extent(a):
 
 def may_share_memory(a, b) -> bool:
     """np.may_share_memory for NumPy and device arrays alike (bounds overlap, as NumPy's default)."""
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):  # NumPy's arrays and the simulator's
         return np.may_share_memory(a, b)
     if is_device_array(a) != is_device_array(b) or a.size == 0 or b.size == 0:
         return False
@@ -207,7 +209,7 @@ def common_float_dtype(**arrays) -> np.dtype:
     for name, a in arrays.items():
         if a is None:
             continue
-        if not is_array(a):
+        if type(a) is not np.ndarray and not is_array(a):
             raise _type_error(name, a)
         if a.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{name} has dtype {a.dtype}; allowed dtypes: {_ALLOWED}")
