@@ -67,19 +67,18 @@ def array_module(*arrays):
     return np
 
 
+def _all_host(values) -> bool:
+    for a in values:
+        if a is not None and type(a) is not np.ndarray:
+            return False
+    return True
+
+
 def backend_of(*arrays, **named) -> str:
     """"cpu" when the array arguments are NumPy arrays, "cuda" when they are device arrays (CuPy, or
     anything with ``__cuda_array_interface__``); None arguments are skipped. Mixing the two raises a
     TypeError rather than copying behind the caller's back; keyword arguments give the message names."""
-    # the hot path (a training step calls this a few dozen times): all NumPy arrays or None
-    for group in (arrays, named.values()):
-        for a in group:
-            if a is not None and type(a) is not np.ndarray:
-                break
-        else:
-            continue
-        break
-    else:
+    if _all_host(arrays) and _all_host(named.values()):  # the hot path: a training step asks a few dozen times
         return "cpu"
     host = device = None
     for name, a in [(None, a) for a in arrays] + list(named.items()):
@@ -97,13 +96,18 @@ def backend_of(*arrays, **named) -> str:
     return "cuda" if device else "cpu"
 
 
-def _as_module_array(a):
-    """A device array other than the device module's own (a Numba DeviceNDArray, a torch CUDA tensor) as
-    a zero-copy view of the module's type, so one set of checks and launches serves them all."""
-    if type(a) is np.ndarray or not is_device_array(a):
+def _array_arg(name, a):
+    """``a`` if it is an array, a device array other than the device module's own (a Numba DeviceNDArray, a
+    torch CUDA tensor) as a zero-copy view of the module's type, so one set of checks and launches serves
+    them all; a TypeError naming ``name`` for anything else. NumPy arrays pass at the cost of one check."""
+    if type(a) is np.ndarray:
         return a
-    xp = device_module()
-    return a if isinstance(a, xp.ndarray) else xp.asarray(a)
+    if is_device_array(a):
+        xp = device_module()
+        return a if isinstance(a, xp.ndarray) else xp.asarray(a)
+    if not isinstance(a, np.ndarray):
+        raise _type_error(name, a)
+    return a
 
 
 def _type_error(name, a):
@@ -117,10 +121,7 @@ def _writeable(a) -> bool:
 def as_float_array(name: str, a, *, ndim=None, min_ndim=None, dtype=None):
     """Validate a read-only floating input and return it C-contiguous (copying only if needed), on the
     device it came from."""
-    if type(a) is not np.ndarray:  # the checks below are the hot path of every kernel call: keep NumPy's short
-        a = _as_module_array(a)
-        if not is_array(a):
-            raise _type_error(name, a)
+    a = _array_arg(name, a)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} has dtype {a.dtype}; allowed dtypes: {_ALLOWED}")
     if dtype is not None and a.dtype != dtype:
@@ -143,10 +144,7 @@ def _check_ndim(name, a, ndim, min_ndim):
 
 def writable_float_array(name: str, a, *, shape=None, dtype=None):
     """Validate a floating array the kernel writes into: exact shape/dtype, C-contiguous, writeable."""
-    if type(a) is not np.ndarray:
-        a = _as_module_array(a)
-        if not is_array(a):
-            raise _type_error(name, a)
+    a = _array_arg(name, a)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} has dtype {a.dtype}; allowed dtypes: {_ALLOWED}")
     if dtype is not None and a.dtype != dtype:
@@ -228,9 +226,7 @@ def common_float_dtype(**arrays) -> np.dtype:
 def as_index_array(name: str, a, *, length=None):
     """Validate an integer index array (any integer dtype) and return it as contiguous int64, on the device
     it came from."""
-    a = _as_module_array(a)
-    if not is_array(a):
-        raise _type_error(name, a)
+    a = _array_arg(name, a)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} has dtype {a.dtype}; class indices must have an integer dtype")
     if a.ndim != 1:

@@ -54,18 +54,18 @@ def current_stream():
     return cuda.external_stream(cupy.cuda.get_current_stream().ptr)
 
 
+if config.ENABLE_CUDASIM:
+    _DeviceNDArray = None  # the simulator takes NumPy arrays (and SimDeviceArrays) as they are
+else:
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceNDArray
+
+
 def _numba_view(a):
     """A Numba device array over the memory of ``a`` (any ``__cuda_array_interface__`` object), without the
     stream synchronisation Numba would do when it converts one itself; anything else is passed through."""
     if _DeviceNDArray is None or isinstance(a, _DeviceNDArray) or not hasattr(type(a), "__cuda_array_interface__"):
         return a
     return cuda.from_cuda_array_interface(a.__cuda_array_interface__, owner=a, sync=False)
-
-
-if config.ENABLE_CUDASIM:
-    _DeviceNDArray = None  # the simulator takes NumPy arrays (and SimDeviceArrays) as they are
-else:
-    from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceNDArray
 
 
 def launch(kernel, blocks, threads, *args):
