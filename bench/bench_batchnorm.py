@@ -1,156 +1,258 @@
-"""BatchNorm1d training forward and backward on 16M float32 elements (N=4096, C=4096 and N=65536, C=256),
-nncore against torch-cpu. Goal: at least half of the copy bandwidth, counting each input read once and
-each output written once (forward: x, y; backward: dy, x, dx; the (C,) vectors are negligible).
+"""BatchNorm1d in training mode on x (N, C), float32: forward, backward, and forward + backward in one call.
 
-Both sides write into preallocated outputs where the API allows it (torch's forward: the .out overload of
-native_batch_norm); torch's backward runs the aten op its autograd node calls (native_batch_norm_backward),
-and the forward+backward pair runs F.batch_norm with autograd, as a training step does.
+    nncore      kernels.batchnorm.batchnorm_forward(x, gamma, beta, running_mean, running_var,
+                training=True, out=y) and batchnorm_backward(dy, x, gamma, mean, invstd, out=dx): into
+                preallocated outputs, on NumPy arrays (nncore-cpu) or CuPy arrays (nncore-cuda)
+    numpy/cupy  the textbook formulas: mean, biased var, xhat = (x - mean) invstd, y = gamma xhat + beta,
+                the running statistics updated in place; backward dbeta = sum dy, dgamma = sum dy xhat,
+                dx = gamma invstd / N (N dy - dbeta - xhat dgamma) (naive, allocating)
+    torch       forward: torch.ops.aten.native_batch_norm.out (the op F.batch_norm calls, into preallocated
+                y / save_mean / save_invstd, as nncore's out=); backward: native_batch_norm_backward (the op
+                its autograd node calls); forward + backward: F.batch_norm with autograd (torch.autograd.grad),
+                as a training step does, allocating
+    jax         forward: jax.jit of the textbook forward (the running statistics returned, JAX being
+                functional); backward: jax.jit of the vjp function that jax.vjp returned for that forward
+                (its residuals saved before timing); forward + backward: jax.jit of jax.vjp and its call
+
+Every forward also updates the running statistics (momentum 0.1), as training does; they are per-column
+vectors, negligible next to the passes over (N, C), and not checked (each call moves them).
+
+Bytes counted per call, each (N, C) array read or written once (the (C,) vectors are negligible): forward
+x and y, 2 N C itemsize; backward dy, x and dx, 3 N C itemsize; forward + backward 5 N C itemsize.
+Speed goal (issue 2): each of the three at >= 50% of the copy-bandwidth floor at 4096x4096 and 65536x256
+(full preset).
+
+Check: a spread of 64 columns (the columns are independent) against the float64 oracle,
+kernels/reference.batchnorm_forward_train and batchnorm_backward, the backward through the oracle's own
+float64 batch statistics.
+
+    pytest bench/bench_batchnorm.py --benchmark-only --benchmark-group-by=group [--bench-preset=full]
 """
 
+from __future__ import annotations
+
 import numpy as np
-import pytest
 
-from bench.conftest import torch_or_skip
-from kernels import reference as R
-from kernels.batchnorm import batchnorm_backward, batchnorm_forward
+from bench.bench_matmul import spread
+from bench.conftest import shapes
+from kernels import batchnorm as bn
+from kernels import reference as ref
 
-SHAPES = [(4096, 4096), (65536, 256)]
-SHAPE_IDS = ["4096x4096", "65536x256"]
-ROUNDS = 10
 MOMENTUM, EPS = 0.1, 1e-5
+TARGETS = [(4096, 4096), (65536, 256)]  # issue 2's target shapes: 16M elements each
 
-shapes = pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+BN_SHAPES = shapes(tiny=[(3, 37), (130, 5)], quick=[(4096, 512)], full=[(256, 1024), (4096, 512)] + TARGETS)
 
 
-def _arrays(shape):
-    rng = np.random.default_rng(0)
+class Case:
+    """Fresh random x (N(0.5, 2^2)), dy (N(0, 1)), gamma (U(0.5, 1.5)) and beta (N(0, 1)), float32, with
+    the float64 expectations on the sampled columns."""
+
+    def __init__(self, n, c):
+        rng = np.random.default_rng()
+        self.x = rng.standard_normal((n, c), dtype=np.float32) * np.float32(2) + np.float32(0.5)
+        self.dy = rng.standard_normal((n, c), dtype=np.float32)
+        self.gamma = rng.uniform(0.5, 1.5, c).astype(np.float32)
+        self.beta = rng.standard_normal(c, dtype=np.float32)
+        self.cols = spread(c)
+        s = self.cols
+        y, _, _, mean, invstd = ref.batchnorm_forward_train(self.x[:, s], self.gamma[s], self.beta[s], None, None,
+                                                            eps=EPS)
+        self.expected_y = y
+        self.expected_grads = ref.batchnorm_backward(self.dy[:, s], self.x[:, s], self.gamma[s], mean, invstd)
+
+    def check_forward(self, y, nncore):
+        assert y.shape == self.x.shape and y.dtype == np.float32
+        tol = 2e-5 if nncore else 1e-4
+        np.testing.assert_allclose(y[:, self.cols], self.expected_y, rtol=tol, atol=tol)
+
+    def check_backward(self, grads, nncore):
+        dx, dgamma, dbeta = grads
+        assert dx.shape == self.x.shape and dx.dtype == dgamma.dtype == dbeta.dtype == np.float32
+        s = self.cols
+        edx, edgamma, edbeta = self.expected_grads
+        np.testing.assert_allclose(dx[:, s], edx, rtol=1e-4, atol=1e-5 if nncore else 2e-5)
+        # nncore sums blocks of 64 rows, then the blocks in float64; others may sum N float32 terms in row
+        # order (NumPy's axis-0 sum), whose rounding grows like eps sqrt(N) times the sqrt(N) of these terms
+        atol = 1e-3 if nncore else max(1e-3, 10 * np.finfo(np.float32).eps * self.x.shape[0])
+        np.testing.assert_allclose(dgamma[s], edgamma, rtol=1e-4, atol=atol)
+        np.testing.assert_allclose(dbeta[s], edbeta, rtol=1e-4, atol=atol)
+
+
+# ---- the op on each provider: each builder takes the NumPy case and returns a call with no arguments --
+
+
+def _naive_forward(xp, x, gamma, beta, running_mean, running_var):
+    n = x.shape[0]
+    mean = x.mean(axis=0)
+    var = ((x - mean) ** 2).mean(axis=0)
+    invstd = 1 / xp.sqrt(var + EPS)
+    y = (x - mean) * invstd * gamma + beta
+    running_mean *= 1 - MOMENTUM
+    running_mean += MOMENTUM * mean
+    running_var *= 1 - MOMENTUM
+    running_var += MOMENTUM * n / (n - 1) * var
+    return y, mean, invstd
+
+
+def _naive_backward(dy, x, gamma, mean, invstd):
+    n = x.shape[0]
+    xhat = (x - mean) * invstd
+    dbeta = dy.sum(axis=0)
+    dgamma = (dy * xhat).sum(axis=0)
+    dx = gamma * invstd / n * (n * dy - dbeta - xhat * dgamma)
+    return dx, dgamma, dbeta
+
+
+def _jax_forward(x, gamma, beta):
+    """y and, as auxiliary output, the batch mean and biased variance."""
+    import jax
+
+    mean, var = x.mean(axis=0), x.var(axis=0)
+    return (x - mean) * jax.lax.rsqrt(var + EPS) * gamma + beta, (mean, var)
+
+
+def _jax_running(running_mean, running_var, stats, n):
+    mean, var = stats
+    return ((1 - MOMENTUM) * running_mean + MOMENTUM * mean,
+            (1 - MOMENTUM) * running_var + MOMENTUM * n / (n - 1) * var)
+
+
+def _arrays(provider, case):
+    """x, dy, gamma, beta on the provider, and fresh running statistics (zeros, ones)."""
+    c = case.x.shape[1]
+    return [provider.asarray(a) for a in (case.x, case.dy, case.gamma, case.beta, np.zeros(c, np.float32),
+                                          np.ones(c, np.float32))]
+
+
+def forward_call(provider, case):
+    """Returns a tuple starting with y."""
+    x, _, gamma, beta, rm, rv = _arrays(provider, case)
+    xp = provider.xp
+    if provider.library == "nncore":
+        y = xp.empty_like(x)
+        return lambda: bn.batchnorm_forward(x, gamma, beta, rm, rv, training=True, momentum=MOMENTUM, eps=EPS, out=y)
+    if provider.library in ("numpy", "cupy"):
+        return lambda: _naive_forward(xp, x, gamma, beta, rm, rv)
+    if provider.library == "torch":
+        y, mean, invstd = xp.empty_like(x), xp.empty_like(gamma), xp.empty_like(gamma)
+        return lambda: xp.ops.aten.native_batch_norm.out(x, gamma, beta, rm, rv, True, MOMENTUM, EPS, out=y,
+                                                         save_mean=mean, save_invstd=invstd)
+    import jax
+
+    n = x.shape[0]
+
+    def fwd(x, gamma, beta, rm, rv):
+        y, stats = _jax_forward(x, gamma, beta)
+        return (y, *_jax_running(rm, rv, stats, n))
+
+    f = jax.jit(fwd)
+    return lambda: f(x, gamma, beta, rm, rv)
+
+
+def backward_call(provider, case):
+    """Returns (dx, dgamma, dbeta), from what this provider's own forward saved (computed here, untimed)."""
+    x, dy, gamma, beta, rm, rv = _arrays(provider, case)
+    xp = provider.xp
+    if provider.library == "nncore":
+        _, mean, invstd = bn.batchnorm_forward(x, gamma, beta, None, None, training=True, eps=EPS)
+        dx = xp.empty_like(x)
+        return lambda: bn.batchnorm_backward(dy, x, gamma, mean, invstd, out=dx)
+    if provider.library in ("numpy", "cupy"):
+        _, mean, invstd = _naive_forward(xp, x, gamma, beta, rm, rv)
+        return lambda: _naive_backward(dy, x, gamma, mean, invstd)
+    if provider.library == "torch":
+        _, mean, invstd = xp.ops.aten.native_batch_norm(x, gamma, beta, None, None, True, MOMENTUM, EPS)
+        return lambda: xp.ops.aten.native_batch_norm_backward(dy, x, gamma, None, None, mean, invstd, True, EPS,
+                                                              [True, True, True])
+    import jax
+
+    _, vjp_fn, _ = jax.vjp(_jax_forward, x, gamma, beta, has_aux=True)  # vjp_fn holds the residuals
+    f = jax.jit(lambda vjp_fn, dy: vjp_fn(dy))
+    return lambda: f(vjp_fn, dy)
+
+
+def forward_backward_call(provider, case):
+    """Returns a tuple starting with (y, dx, dgamma, dbeta)."""
+    x, dy, gamma, beta, rm, rv = _arrays(provider, case)
+    xp = provider.xp
+    if provider.library == "nncore":
+        y, dx = xp.empty_like(x), xp.empty_like(x)
+
+        def step():
+            _, mean, invstd = bn.batchnorm_forward(x, gamma, beta, rm, rv, training=True, momentum=MOMENTUM, eps=EPS,
+                                                   out=y)
+            return (y, *bn.batchnorm_backward(dy, x, gamma, mean, invstd, out=dx))
+
+        return step
+    if provider.library in ("numpy", "cupy"):
+        def naive():
+            y, mean, invstd = _naive_forward(xp, x, gamma, beta, rm, rv)
+            return (y, *_naive_backward(dy, x, gamma, mean, invstd))
+
+        return naive
+    if provider.library == "torch":
+        x.requires_grad_(True)
+        gamma.requires_grad_(True)
+        beta.requires_grad_(True)
+
+        def autograd():
+            y = xp.nn.functional.batch_norm(x, rm, rv, gamma, beta, training=True, momentum=MOMENTUM, eps=EPS)
+            return (y, *xp.autograd.grad(y, (x, gamma, beta), dy))
+
+        return autograd
+    import jax
+
+    n = x.shape[0]
+
+    def fwd_bwd(x, gamma, beta, rm, rv, dy):
+        y, vjp_fn, stats = jax.vjp(_jax_forward, x, gamma, beta, has_aux=True)
+        return (y, *vjp_fn(dy), *_jax_running(rm, rv, stats, n))
+
+    f = jax.jit(fwd_bwd)
+    return lambda: f(x, gamma, beta, rm, rv, dy)
+
+
+_cases: dict = {}
+
+
+def case_for(shape):
+    """One Case per shape per session (one at a time: the tests of a shape run together)."""
+    if shape not in _cases:
+        _cases.clear()
+        _cases[shape] = Case(*shape)
+    return _cases[shape]
+
+
+def _shape_args(shape):
     n, c = shape
-    x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
-    dy = rng.standard_normal(shape).astype(np.float32)
-    gamma = rng.uniform(0.5, 1.5, c).astype(np.float32)
-    beta = rng.standard_normal(c).astype(np.float32)
-    return x, dy, gamma, beta
+    return {"shape": f"{n}x{c}", "params": {"N": n, "C": c}}
 
 
-def _cols(c):
-    # columns are independent: the float64 oracle on every 61st column checks the whole computation
-    return slice(None, None, 61) if c > 61 else slice(None)
+@BN_SHAPES
+def test_batchnorm_forward(measure, provider, shape):
+    case = case_for(shape)
+    nncore = provider.library == "nncore"
+    measure(forward_call(provider, case), op="batchnorm fwd f32", nbytes=2 * case.x.nbytes,
+            check=lambda r: case.check_forward(r[0], nncore), **_shape_args(shape))
 
 
-def _check_forward(y, x, gamma, beta):
-    s = _cols(x.shape[1])
-    exp_y = R.batchnorm_forward_train(x[:, s], gamma[s], beta[s], None, None, eps=EPS)[0]
-    np.testing.assert_allclose(y[:, s], exp_y, rtol=2e-5, atol=2e-5)
+@BN_SHAPES
+def test_batchnorm_backward(measure, provider, shape):
+    case = case_for(shape)
+    nncore = provider.library == "nncore"
+    measure(backward_call(provider, case), op="batchnorm bwd f32", nbytes=3 * case.x.nbytes,
+            check=lambda r: case.check_backward(r, nncore), **_shape_args(shape))
 
 
-def _check_backward(dx, dgamma, dbeta, dy, x, gamma, mean, invstd):
-    s = _cols(x.shape[1])
-    exp = R.batchnorm_backward(dy[:, s], x[:, s], gamma[s], mean[s], invstd[s])
-    np.testing.assert_allclose(dx[:, s], exp[0], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(dgamma[s], exp[1], rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(dbeta[s], exp[2], rtol=1e-4, atol=1e-3)
+@BN_SHAPES
+def test_batchnorm_forward_backward(measure, provider, shape):
+    case = case_for(shape)
+    nncore = provider.library == "nncore"
 
+    def check(r):
+        case.check_forward(r[0], nncore)
+        case.check_backward(r[1:4], nncore)
 
-@shapes
-def test_forward_nncore(benchmark, report, shape):
-    benchmark.group = f"batchnorm-forward-train-{SHAPE_IDS[SHAPES.index(shape)]}-float32"
-    x, _, gamma, beta = _arrays(shape)
-    rm, rv = np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32)
-    y = np.empty_like(x)
-    fn = lambda: batchnorm_forward(  # noqa: E731
-        x, gamma, beta, rm, rv, training=True, momentum=MOMENTUM, eps=EPS, out=y)
-    fn()
-    benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
-    report(benchmark, nbytes=2 * x.nbytes)
-    _check_forward(y, x, gamma, beta)
-
-
-@shapes
-def test_backward_nncore(benchmark, report, shape):
-    benchmark.group = f"batchnorm-backward-{SHAPE_IDS[SHAPES.index(shape)]}-float32"
-    x, dy, gamma, beta = _arrays(shape)
-    _, mean, invstd = batchnorm_forward(x, gamma, beta, None, None, training=True, eps=EPS)
-    dx = np.empty_like(x)
-    fn = lambda: batchnorm_backward(dy, x, gamma, mean, invstd, out=dx)  # noqa: E731
-    fn()
-    result = benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
-    report(benchmark, nbytes=3 * x.nbytes)
-    _check_backward(dx, result[1], result[2], dy, x, gamma, mean, invstd)
-
-
-@shapes
-def test_forward_backward_nncore(benchmark, report, shape):
-    benchmark.group = f"batchnorm-forward+backward-{SHAPE_IDS[SHAPES.index(shape)]}-float32"
-    x, dy, gamma, beta = _arrays(shape)
-    rm, rv = np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32)
-    y, dx = np.empty_like(x), np.empty_like(x)
-
-    def fn():
-        _, mean, invstd = batchnorm_forward(x, gamma, beta, rm, rv, training=True, momentum=MOMENTUM,
-                                            eps=EPS, out=y)
-        return batchnorm_backward(dy, x, gamma, mean, invstd, out=dx)
-
-    fn()
-    _, dgamma, dbeta = benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
-    report(benchmark, nbytes=5 * x.nbytes)
-    _check_forward(y, x, gamma, beta)
-    _, mean, invstd = batchnorm_forward(x, gamma, beta, None, None, training=True, eps=EPS)
-    _check_backward(dx, dgamma, dbeta, dy, x, gamma, mean, invstd)
-
-
-def _torch_arrays(torch, shape):
-    x, dy, gamma, beta = _arrays(shape)
-    t = {k: torch.from_numpy(v) for k, v in dict(x=x, dy=dy, gamma=gamma, beta=beta).items()}
-    t["rm"], t["rv"] = torch.zeros(shape[1]), torch.ones(shape[1])
-    return x, dy, gamma, beta, t
-
-
-@shapes
-def test_forward_torch(benchmark, report, shape):
-    torch = torch_or_skip()
-    benchmark.group = f"batchnorm-forward-train-{SHAPE_IDS[SHAPES.index(shape)]}-float32"
-    x, _, gamma, beta, t = _torch_arrays(torch, shape)
-    # into preallocated outputs, as nncore's out=: the .out overload of the op F.batch_norm calls
-    y, save_mean, save_invstd = torch.empty_like(t["x"]), torch.empty(shape[1]), torch.empty(shape[1])
-    fn = lambda: torch.ops.aten.native_batch_norm.out(  # noqa: E731
-        t["x"], t["gamma"], t["beta"], t["rm"], t["rv"], True, MOMENTUM, EPS, out=y, save_mean=save_mean,
-        save_invstd=save_invstd)
-    fn()
-    benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
-    report(benchmark, nbytes=2 * x.nbytes)
-    _check_forward(y.numpy(), x, gamma, beta)
-
-
-@shapes
-def test_backward_torch(benchmark, report, shape):
-    torch = torch_or_skip()
-    benchmark.group = f"batchnorm-backward-{SHAPE_IDS[SHAPES.index(shape)]}-float32"
-    x, dy, gamma, beta, t = _torch_arrays(torch, shape)
-    _, mean, invstd = torch.ops.aten.native_batch_norm(t["x"], t["gamma"], t["beta"], None, None, True,
-                                                       MOMENTUM, EPS)
-    fn = lambda: torch.ops.aten.native_batch_norm_backward(  # noqa: E731
-        t["dy"], t["x"], t["gamma"], None, None, mean, invstd, True, EPS, [True, True, True])
-    fn()
-    dx, dgamma, dbeta = benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
-    report(benchmark, nbytes=3 * x.nbytes)
-    _check_backward(dx.numpy(), dgamma.numpy(), dbeta.numpy(), dy, x, gamma, mean.numpy(), invstd.numpy())
-
-
-@shapes
-def test_forward_backward_torch(benchmark, report, shape):
-    torch = torch_or_skip()
-    benchmark.group = f"batchnorm-forward+backward-{SHAPE_IDS[SHAPES.index(shape)]}-float32"
-    x, dy, gamma, beta, t = _torch_arrays(torch, shape)
-    xg, gg, bg = (t[k].clone().requires_grad_() for k in ("x", "gamma", "beta"))
-
-    def fn():
-        y = torch.nn.functional.batch_norm(xg, t["rm"], t["rv"], gg, bg, training=True, momentum=MOMENTUM,
-                                           eps=EPS)
-        return y, torch.autograd.grad(y, (xg, gg, bg), t["dy"])
-
-    fn()
-    y, (dx, dgamma, dbeta) = benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
-    report(benchmark, nbytes=5 * x.nbytes)
-    _check_forward(y.detach().numpy(), x, gamma, beta)
-    _, mean, invstd = batchnorm_forward(x, gamma, beta, None, None, training=True, eps=EPS)
-    _check_backward(dx.numpy(), dgamma.numpy(), dbeta.numpy(), dy, x, gamma, mean, invstd)
+    measure(forward_backward_call(provider, case), op="batchnorm fwd+bwd f32", nbytes=5 * case.x.nbytes,
+            check=check, **_shape_args(shape))

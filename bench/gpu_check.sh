@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with an NVIDIA GPU, numba-cuda and CuPy (PyTorch too, for the comparisons):
 # runs every device test on the GPU instead of the simulator (the CUDA kernel tests, the public functions
-# on CuPy arrays, the training library on device="cuda", the gpu-marked parity and digits tests), then the
-# GPU benchmarks, and writes everything under bench/results/ as gpu-<label>-* (label: the GPU's name
-# unless given). Run from anywhere:
+# on CuPy arrays, the training library on device="cuda", the gpu-marked parity and digits tests), then
+# `nncore bench` twice: every provider on the quick preset (CPU against GPU on the same machine), and the
+# GPU providers on the full preset (the GPU targets: cross-entropy at 16384x32768, the training step at
+# batch 256 and 4096, Adam over 100M parameters, the scaling sweeps). Results land in
+# bench/results/gpu-<label>-* (label: the GPU's name unless given). Run from anywhere:
 #     bench/gpu_check.sh [label]          # PYTHON=... to pick the interpreter (default python3)
 # Tests first: a failing test stops the script before any timing is taken.
 set -euo pipefail
@@ -13,17 +15,8 @@ label=${1:-$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1 | tr 
 out="bench/results/gpu-${label}"
 mkdir -p bench/results
 nvidia-smi > "${out}-nvidia-smi.txt"
-"$python" -c "
-import importlib
-for name in ('numpy', 'numba', 'numba_cuda', 'cupy', 'torch'):
-    try:
-        print(name, importlib.import_module(name).__version__)
-    except ImportError:
-        print(name, 'not installed')
-" > "${out}-versions.txt"
 export NUMBA_ENABLE_CUDASIM=0 PYTHONPATH=.
 "$python" -m pytest -q -p no:cacheprovider tests/test_cuda_*.py tests/test_nn_device.py tests/test_gpu.py \
     tests/test_util.py tests/test_readme.py --junitxml="${out}-tests.xml" 2>&1 | tee "${out}-tests.txt"
-"$python" -m pytest -q -p no:cacheprovider bench/bench_gpu.py --benchmark-only \
-    --benchmark-json="${out}-bench.json" --benchmark-columns=min,median,max,rounds 2>&1 | tee "${out}-bench.txt"
-"$python" bench/summarize.py "${out}-bench.json" > "${out}-bench-summary.md"
+"$python" -m nncore bench --providers all --out "${out}-quick" --no-progress 2>&1 | tee "${out}-quick.txt"
+"$python" -m nncore bench --full --providers gpu --out "${out}-full" --no-progress 2>&1 | tee "${out}-full.txt"

@@ -1,9 +1,11 @@
-"""The ``nncore`` command: ``nncore train`` fits an MLP to a data set, ``nncore evaluate`` scores a checkpoint.
+"""The ``nncore`` command: ``nncore train`` fits an MLP to a data set, ``nncore evaluate`` scores a checkpoint,
+``nncore bench`` runs the benchmark suites and reports them (nncore/bench.py).
 
     nncore train                                   # MLP 64-256-10 on digits, Adam, >= 97% test accuracy
     nncore train --dataset breast_cancer --hidden 64 32 --optimizer sgd --lr 0.05 --momentum 0.9 \\
                  --nesterov --schedule cosine --warmup 3 --early-stopping 5 --save bc.npz --plot bc.png
     nncore evaluate bc.npz                         # the same split and standardisation as in training
+    nncore bench [--full]                          # tables per op, bench.json and charts in ./nncore-bench
 
 ``train`` is the course's recipe end to end: ``nncore.data.load`` (seeded, stratified train/test split,
 standardisation fitted on the training split), ``MLP([features, *hidden, outputs])``, cross-entropy over
@@ -14,12 +16,13 @@ and ``nncore.evaluate`` on the test split. ``--save`` writes an ``nncore.save`` 
 same test split, standardised with the saved statistics rather than recomputed ones.
 
 Exit status: 0 on success, 2 for a bad option or a bad file (one line on stderr, ``nncore: error: ...``,
-never a traceback), 1 when training diverges (a non-finite loss).
+never a traceback), 1 when training diverges (a non-finite loss) or a benchmark fails or cannot run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -92,9 +95,9 @@ _seed = _number(int, 0, 2**32 - 1)
 # ----------------------------------------------------------------------------------------------- parser
 
 def build_parser():
-    """The argparse parser of the ``nncore`` command (subcommands ``train`` and ``evaluate``)."""
+    """The argparse parser of the ``nncore`` command (subcommands ``train``, ``evaluate`` and ``bench``)."""
     parser = _Parser(prog="nncore", description="Train and evaluate MLPs on nncore's compiled kernels.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,bench}")
 
     t = sub.add_parser("train", help="train an MLP on a data set and report its test metrics",
                        description="Train an MLP on a data set, then report its loss and accuracy (RMSE for "
@@ -167,6 +170,26 @@ def build_parser():
     e.add_argument("--seed", type=_seed, default=None, help="split seed (default: the checkpoint's)")
     e.add_argument("--batch-size", type=_count, default=1024, help="default 1024")
     e.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="evaluate on the CPU or the GPU")
+
+    b = sub.add_parser("bench", help="run the benchmark suites: tables per op, JSON, PNG charts",
+                       description="Run the pytest-benchmark suites of bench/ for every provider that can run "
+                                   "here (nncore, plain NumPy, PyTorch and JAX on the CPU; nncore, plain CuPy "
+                                   "and PyTorch on a GPU), each provider in its own process, then print one "
+                                   "table per op and write bench.json, report.md and PNG charts.")
+    b.add_argument("--full", action="store_true",
+                   help="every shape: the targets' sizes and the whole scaling sweeps (default: the quick preset)")
+    b.add_argument("--preset", choices=["tiny", "quick", "full"], default=None,
+                   help="pick the preset by name instead (tiny: a smoke run of every benchmark body)")
+    b.add_argument("--providers", default="all", metavar="LIST",
+                   help="comma-separated providers (nncore-cpu, numpy, torch-cpu, jax-cpu, nncore-cuda, cupy, "
+                        "torch-cuda) or cpu / gpu / all (default all: those that cannot run here are skipped)")
+    b.add_argument("-k", dest="select", metavar="EXPR", help="only benchmarks matching this pytest -k expression")
+    b.add_argument("--out", default="nncore-bench", metavar="DIR", help="output folder (default ./nncore-bench)")
+    b.add_argument("--suites", metavar="DIR", help="the bench/ folder to run (default: the repository's)")
+    b.add_argument("--report", metavar="BENCH_JSON",
+                   help="no timing: print the tables and draw the charts of a saved bench.json into --out")
+    b.add_argument("--no-charts", action="store_true", help="tables and JSON only")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -390,6 +413,36 @@ def _evaluate(args, out):
     return 0
 
 
+def _bench(args, out):
+    from . import bench
+
+    echo = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    if args.report:
+        try:
+            with open(args.report) as f:
+                results = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--report {args.report}: {_message(exc)}") from None
+    else:
+        try:
+            providers = bench.parse_providers(args.providers)
+        except ValueError as exc:
+            raise UsageError(f"--providers: {exc}") from None
+        preset = args.preset or ("full" if args.full else "quick")
+        try:
+            bench.suites_dir(args.suites)
+        except bench.BenchError as exc:
+            raise UsageError(_message(exc)) from None
+        try:
+            results = bench.run(preset=preset, providers=providers, out=args.out, select=args.select,
+                                suites=args.suites, progress=not args.no_progress, echo=echo)
+        except bench.BenchError as exc:
+            _error(_message(exc))
+            return 1
+    bench.report(results, args.out, charts=not args.no_charts, echo=echo)
+    return 0
+
+
 def _error(message):
     print(f"nncore: error: {message}", file=sys.stderr, flush=True)
 
@@ -413,7 +466,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    command = _train if args.command == "train" else _evaluate
+    command = {"train": _train, "evaluate": _evaluate, "bench": _bench}[args.command]
     try:
         return command(args, sys.stdout)
     except FloatingPointError as exc:
