@@ -177,7 +177,7 @@ def _rtol(provider):
 def test_activation_forward(measure, provider, shape, kind):
     case = case_for(shape)
     measure(forward_call(provider, case, kind), op=f"{kind} forward f32", shape=shape_id(shape),
-            nbytes=2 * case.x.nbytes, params={"N": case.x.size},
+            nbytes=2 * case.x.nbytes,
             check=lambda y: case.check_forward(kind, y, _rtol(provider)))
 
 
@@ -186,5 +186,5 @@ def test_activation_forward(measure, provider, shape, kind):
 def test_activation_backward(measure, provider, shape, kind):
     case = case_for(shape)
     measure(backward_call(provider, case, kind), op=f"{kind} backward f32", shape=shape_id(shape),
-            nbytes=3 * case.x.nbytes, params={"N": case.x.size},
+            nbytes=3 * case.x.nbytes,
             check=lambda dx: case.check_backward(kind, dx, _rtol(provider)))

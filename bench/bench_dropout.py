@@ -108,5 +108,5 @@ def test_dropout_forward(measure, provider, shape):
     case = case_for(shape)
     exact = provider.library == "nncore"
     measure(dropout_call(provider, case), op=f"dropout p={P} forward f32", shape=shape_id(shape),
-            nbytes=2 * case.x.nbytes, params={"N": case.x.size},
+            nbytes=2 * case.x.nbytes,
             check=lambda y: case.check(y, exact, 2e-7 if exact else 1e-6))

@@ -156,7 +156,7 @@ def case_for(shape):
 def _run(measure, fn, case, shape, check, **extra):
     n, k, m = shape
     measure(fn, op="linear+relu fwd+bwd f32", shape=f"{n}x{k}x{m}", flops=case.flops,
-            params={"N": n, "in": k, "out": m}, check=check, **extra)
+            check=check, **extra)
 
 
 @LINEAR_SHAPES

@@ -143,5 +143,5 @@ def _rtol(provider):
 def test_loss(measure, provider, shape, name):
     case = case_for(shape)
     measure(loss_call(provider, case, name), op=f"{name} fwd+bwd f32", shape=shape_id(shape),
-            nbytes=3 * case.x.nbytes, params={"N": case.x.size},
+            nbytes=3 * case.x.nbytes,
             check=lambda r: case.check(name, r, _rtol(provider)))

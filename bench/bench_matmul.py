@@ -108,7 +108,7 @@ def _skip_gpu_sized(provider, n):
 def _run(measure, provider, n, impl="blas", **extra):
     case = case_for(n)
     measure(matmul_call(provider, case, impl), op="matmul f32", shape=f"{n}x{n}x{n}", flops=2 * n**3,
-            params={"n": n}, check=case.check, **extra)
+            check=case.check, **extra)
 
 
 @MATMUL_SHAPES

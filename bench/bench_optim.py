@@ -416,7 +416,7 @@ def _measure(measure, provider, shape, variant=None):
     run = optim_run(provider, case, variant)
     extra = {} if variant is None else {"variant": variant}
     measure(run, op=f"{case.rule} update f32", shape=SIZE_IDS[case.n], nbytes=case.nbytes,
-            params={"N": case.n}, check=lambda _: check_one_more_step(run, _rtol(provider)), **extra)
+            check=lambda _: check_one_more_step(run, _rtol(provider)), **extra)
 
 
 @OPTIM_SHAPES

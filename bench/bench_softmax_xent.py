@@ -178,6 +178,18 @@ def test_softmax_xent(measure, provider, shape):
             check=lambda r: case.check_xent(r, _rtol(provider)))
 
 
+@only("nncore-cpu", "nncore-cuda")
+@shapes(tiny=[(3, 37)], quick=[(256, 1 << 17)], full=[TARGET])
+def test_softmax_xent_allocating(measure, provider, shape):
+    """The same call without ``out=``: it allocates the gradient each time (issue 2 asks for this figure
+    beside the preallocated one; on the CPU a fresh 512 MiB array costs its first-touch page faults)."""
+    case = case_for(shape)
+    n, c = shape
+    x, t = provider.asarray(case.x), provider.asarray(case.t)
+    measure(lambda: sx.softmax_cross_entropy(x, t), op="softmax_xent f32", shape=f"{n}x{c}", nbytes=case.nbytes,
+            variant="allocating", check=lambda r: case.check_xent(r, _rtol(provider)))
+
+
 @shapes(tiny=[(3, 37)], quick=[(512, 4096)], full=[(512, 4096), (256, 1000), TARGET])
 def test_softmax(measure, provider, shape):
     case = case_for(shape)

@@ -326,7 +326,9 @@ def measure(provider, preset, floors, benchmark):  # provider first: a missing o
     Warms ``fn`` up, times it (the provider's device synchronised inside each timed call), records the
     rates, then calls ``check`` on the result converted to NumPy, and returns that NumPy result.
     ``op`` and ``shape`` (strings) name the group, so every provider of one op and shape shares a table;
-    ``params`` (a dict of numbers, e.g. ``{"C": 4096}``) places the benchmark on a scaling curve.
+    ``params`` (a dict of numbers, e.g. ``{"N": 256, "C": 4096}``) places the benchmark on a scaling curve:
+    pass it only for the points of a sweep (the report draws a curve for every parameter that takes 3 or
+    more values while the others stay fixed).
     """
     if provider.device == "cuda" and not provider.simulated and not benchmark.disabled:
         floors.gpu()

@@ -92,14 +92,14 @@ def _progress(total, desc):
     return tqdm(total=total, desc=desc, unit="bench", leave=True, dynamic_ncols=True, file=sys.stderr)
 
 
-def run_provider(bench, provider, *, preset, out, select=None, progress=True):
+def run_provider(bench, provider, *, preset, out, select=None, progress=True, tag=""):
     """Run every suite for one provider in a child pytest; returns the path of its pytest-benchmark JSON.
 
-    The child's output goes to ``out/log-<provider>.txt``; its ``-v`` result lines drive a progress bar
+    The child's output goes to ``out/log-<provider><tag>.txt``; its ``-v`` result lines drive a progress bar
     named after the suite running. Raises BenchError when a benchmark fails (its check, or an error).
     """
-    raw = out / f"raw-{provider}.json"
-    log = out / f"log-{provider}.txt"
+    raw = out / f"raw-{provider}{tag}.json"
+    log = out / f"log-{provider}{tag}.txt"
     cmd = [sys.executable, "-m", "pytest", str(bench), "-v", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py",
            "--benchmark-only",
            f"--bench-preset={preset}", f"--bench-providers={provider}", f"--benchmark-json={raw}",
@@ -115,13 +115,13 @@ def run_provider(bench, provider, *, preset, out, select=None, progress=True):
             logf.write(line)
             m = _COLLECTED.search(line)
             if m and bar is None and progress:
-                bar = _progress(int(m.group(1)), provider)
+                bar = _progress(int(m.group(1)), provider + tag)
             m = _RESULT.match(line)
             if m:
                 if m.group("outcome") in ("FAILED", "ERROR"):
                     failed.append(line.split()[0])
                 if bar is not None:
-                    bar.set_description(f"{provider} {Path(m.group('file')).stem.removeprefix('bench_')}")
+                    bar.set_description(f"{provider}{tag} {Path(m.group('file')).stem.removeprefix('bench_')}")
                     bar.update(1)
         code = child.wait()
     if bar is not None:
@@ -144,22 +144,39 @@ def versions():
     return found
 
 
-def merge(raw_paths, *, preset, floors=None, skipped=None):
-    """One results dict from the per-provider pytest-benchmark JSON files."""
-    merged = {"preset": preset, "versions": versions(), "floors": floors or {}, "skipped": skipped or {},
-              "benchmarks": []}
+def merge(raw_paths, *, preset, floors=None, skipped=None, repeat=1):
+    """One results dict from the per-provider pytest-benchmark JSON files.
+
+    With several runs of the same benchmark (``repeat`` > 1), the run with the median median is kept, and
+    ``extra_info["runs_s"]`` lists every run's median, so a table shows the typical run and its spread.
+    """
+    merged = {"preset": preset, "repeat": repeat, "versions": versions(), "floors": floors or {},
+              "skipped": skipped or {}, "benchmarks": []}
+    runs = defaultdict(list)
     for path in raw_paths:
         with open(path) as f:
             data = json.load(f)
         for key in ("machine_info", "commit_info", "datetime"):
             merged.setdefault(key, data.get(key))
-        merged["benchmarks"] += data["benchmarks"]
+        for b in data["benchmarks"]:
+            b["stats"].pop("data", None)  # every round's time: kept in raw-<provider>.json, not here
+            runs[b["fullname"]].append(b)
+    for same in runs.values():
+        same.sort(key=lambda b: b["stats"]["median"])
+        kept = same[(len(same) - 1) // 2]
+        if len(same) > 1:
+            kept["extra_info"]["runs_s"] = [b["stats"]["median"] for b in same]
+        merged["benchmarks"].append(kept)
     return merged
 
 
 def run(*, preset="quick", providers=PROVIDERS, out="nncore-bench", select=None, suites=None, progress=True,
-        echo=print):
-    """Run the suites provider by provider and return the merged results (also written to out/bench.json)."""
+        repeat=1, echo=print):
+    """Run the suites provider by provider and return the merged results (also written to out/bench.json).
+
+    ``repeat`` > 1 runs the providers that many times in turn (A B C, A B C, ...), so a slow spell of a
+    shared machine lands on every provider alike rather than on one, and keeps each benchmark's median run.
+    """
     bench = suites_dir(suites)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,15 +187,17 @@ def run(*, preset="quick", providers=PROVIDERS, out="nncore-bench", select=None,
     for p, why in missing.items():
         echo(f"skipping {p}: {why}")
     raws = []
-    for p in providers:
-        if p not in missing:
-            raw = run_provider(bench, p, preset=preset, out=out, select=select, progress=progress)
-            if raw is not None:
-                raws.append(raw)
+    for r in range(repeat):
+        for p in providers:
+            if p not in missing:
+                raw = run_provider(bench, p, preset=preset, out=out, select=select, progress=progress,
+                                   tag=f"-run{r + 1}" if repeat > 1 else "")
+                if raw is not None:
+                    raws.append(raw)
     if not raws:
         raise BenchError("no benchmark ran: no provider available, or -k matched nothing")
     floors = json.loads(floors_path.read_text()) if floors_path.exists() else {}
-    results = merge(raws, preset=preset, floors=floors, skipped=missing)
+    results = merge(raws, preset=preset, floors=floors, skipped=missing, repeat=repeat)
     (out / "bench.json").write_text(json.dumps(results, indent=1))
     return results
 
@@ -205,7 +224,8 @@ def _device(b):
 
 
 def _shape_key(shape):
-    """Sort shapes numerically: "256x1024" before "256x16384"."""
+    """Sort shapes numerically: "256x1024" before "256x16384", "64K" before "2M"."""
+    shape = re.sub(r"(\d+)([KM])\b", lambda m: str(int(m.group(1)) << (10 if m.group(2) == "K" else 20)), shape)
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", shape)]
 
 
@@ -248,6 +268,9 @@ def header(results):
         lines.append(f"CPU floors measured in this run: one NumPy copy {f['copy_Bps'] / 1e9:.1f} GB/s, every core "
                      f"copying {f['copy_all_cores_Bps'] / 1e9:.1f} GB/s (read + write counted), BLAS sgemm "
                      f"{f['sgemm_flops'] / 1e9:.0f} GFLOP/s, dgemm {f['dgemm_flops'] / 1e9:.0f} GFLOP/s")
+    if results.get("repeat", 1) > 1:
+        lines.append(f"Each provider ran {results['repeat']} times, in turn with the others; each row is the run "
+                     "with the median time, the range of all runs in brackets")
     if "device_copy_Bps" in f:
         lines.append(f"GPU floors ({f.get('device', '?')}): device copy {f['device_copy_Bps'] / 1e9:.0f} GB/s, "
                      f"cuBLAS sgemm (TF32 off) {f['device_sgemm_flops'] / 1e9:.0f} GFLOP/s")
@@ -270,8 +293,10 @@ def format_tables(results):
                     f"{info['GBps']:.1f} GB/s" if "GBps" in info else "")
             frac = f"{100 * info['fraction_of_floor']:.0f}%" if "fraction_of_floor" in info else ""
             s = fast[id(b)]
-            lines.append(f"| {_label(b)} | {_fmt_time(b['stats']['median'])} | {rate} | {frac} | "
-                         f"{f'{s:.2f}x' if s is not None else ''} |")
+            median = _fmt_time(b["stats"]["median"])
+            if "runs_s" in info:
+                median += f" ({_fmt_time(min(info['runs_s']))} - {_fmt_time(max(info['runs_s']))})"
+            lines.append(f"| {_label(b)} | {median} | {rate} | {frac} | {f'{s:.2f}x' if s is not None else ''} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -304,7 +329,7 @@ def chart_times(results, path):
     ops = sorted(by_op)
     cols = min(4, len(ops))
     nrows = math.ceil(len(ops) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), squeeze=False, layout="constrained")
     for ax, op in zip(axes.flat, ops):
         shapes = sorted(by_op[op], key=_shape_key)
         labels = sorted({_label(b) for rows in by_op[op].values() for b in rows},
@@ -328,8 +353,7 @@ def chart_times(results, path):
     for ax in axes.flat[len(ops):]:
         ax.axis("off")
     fig.suptitle(f"median time per call, lower is better ({_machine(results)}, preset {results.get('preset', '?')})",
-                 fontsize=9)
-    fig.tight_layout()
+                 fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -183,6 +183,8 @@ def build_parser():
     b.add_argument("--providers", default="all", metavar="LIST",
                    help="comma-separated providers (nncore-cpu, numpy, torch-cpu, jax-cpu, nncore-cuda, cupy, "
                         "torch-cuda) or cpu / gpu / all (default all: those that cannot run here are skipped)")
+    b.add_argument("--repeat", type=_count, default=1, metavar="N",
+                   help="run the providers N times in turn and keep each benchmark's median run (noisy machines)")
     b.add_argument("-k", dest="select", metavar="EXPR", help="only benchmarks matching this pytest -k expression")
     b.add_argument("--out", default="nncore-bench", metavar="DIR", help="output folder (default ./nncore-bench)")
     b.add_argument("--suites", metavar="DIR", help="the bench/ folder to run (default: the repository's)")
@@ -435,7 +437,7 @@ def _bench(args, out):
             raise UsageError(_message(exc)) from None
         try:
             results = bench.run(preset=preset, providers=providers, out=args.out, select=args.select,
-                                suites=args.suites, progress=not args.no_progress, echo=echo)
+                                suites=args.suites, progress=not args.no_progress, repeat=args.repeat, echo=echo)
         except bench.BenchError as exc:
             _error(_message(exc))
             return 1

@@ -60,6 +60,8 @@ def test_tables_compare_with_the_fastest_torch_on_the_same_device():
 def test_groups_sort_shapes_numerically():
     rows = [_bench("numpy", "softmax f32", s, 1e-3) for s in ("256x16384", "256x2048", "256x256")]
     assert [shape for _, shape in bench.groups(_results(rows))] == ["256x256", "256x2048", "256x16384"]
+    rows = [_bench("numpy", "relu forward f32", s, 1e-3) for s in ("16M", "2M", "64K")]
+    assert [shape for _, shape in bench.groups(_results(rows))] == ["64K", "2M", "16M"]
 
 
 def _sweep_rows():
@@ -132,3 +134,20 @@ def test_cli_runs_the_suites(tmp_path, capsys):
     assert results["floors"]["copy_Bps"] > 0
     assert "### softmax_xent f32 3x37" in capsys.readouterr().out
     assert _is_png(out / "times.png")
+
+
+def test_merge_keeps_the_median_run_of_repeated_benchmarks(tmp_path):
+    paths = []
+    for run, (t_nncore, t_torch) in enumerate([(3e-3, 9e-3), (1e-3, 8e-3), (2e-3, 7e-3)]):
+        rows = [_bench(p, "train-step f32", "b256", t) for p, t in (("nncore-cpu", t_nncore), ("torch-cpu", t_torch))]
+        for r in rows:
+            r["fullname"] = r["name"]
+        paths.append(tmp_path / f"raw-{run}.json")
+        paths[-1].write_text(json.dumps({"machine_info": {}, "benchmarks": rows}))
+    merged = bench.merge(paths, preset="quick", repeat=3)
+    kept = {b["extra_info"]["provider"]: b for b in merged["benchmarks"]}
+    assert kept["nncore-cpu"]["stats"]["median"] == 2e-3 and kept["torch-cpu"]["stats"]["median"] == 8e-3
+    assert kept["nncore-cpu"]["extra_info"]["runs_s"] == [1e-3, 2e-3, 3e-3]
+    text = bench.format_tables(merged)
+    assert "| nncore-cpu | 2.00 ms (1.00 ms - 3.00 ms) |  |  | 4.00x |" in text
+    assert "Each provider ran 3 times" in text
