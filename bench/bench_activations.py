@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.conftest import shape_id, shapes
+from bench.conftest import one_case, shape_id, shapes
 from kernels import activations as act
 from kernels import reference as ref
 
@@ -156,16 +156,9 @@ def backward_call(provider, case, kind):
     return lambda: f(dy, y)
 
 
-_cases: dict = {}
-
-
 def case_for(shape):
     """One Case per shape per session (all activations and directions of a shape share it)."""
-    key = tuple(shape)
-    if key not in _cases:
-        _cases.clear()  # keep one at a time: a 16M case holds 128 MiB of inputs and saved outputs
-        _cases[key] = Case(shape)
-    return _cases[key]
+    return one_case((__name__, tuple(shape)), lambda: Case(shape))
 
 
 def _rtol(provider):

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.bench_matmul import spread
-from bench.conftest import shapes
+from bench.conftest import one_case, shapes
 from kernels import batchnorm as bn
 from kernels import reference as ref
 
@@ -213,15 +213,9 @@ def forward_backward_call(provider, case):
     return lambda: f(x, gamma, beta, rm, rv, dy)
 
 
-_cases: dict = {}
-
-
 def case_for(shape):
     """One Case per shape per session (one at a time: the tests of a shape run together)."""
-    if shape not in _cases:
-        _cases.clear()
-        _cases[shape] = Case(*shape)
-    return _cases[shape]
+    return one_case((__name__, shape), lambda: Case(*shape))
 
 
 def _shape_args(shape):

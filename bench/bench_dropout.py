@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.conftest import shape_id, shapes
+from bench.conftest import one_case, shape_id, shapes
 from kernels import dropout
 from kernels import reference as ref
 
@@ -91,16 +91,9 @@ def dropout_call(provider, case):
     return lambda: f(key, x)
 
 
-_cases: dict = {}
-
-
 def case_for(shape):
     """One Case per shape per session."""
-    key = tuple(shape)
-    if key not in _cases:
-        _cases.clear()
-        _cases[key] = Case(shape)
-    return _cases[key]
+    return one_case((__name__, tuple(shape)), lambda: Case(shape))
 
 
 @shapes(tiny=[(3, 37)], quick=[(1 << 21,)], full=[(1 << 16,), (1 << 21,), TARGET], ids=shape_id)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.conftest import shape_id, shapes
+from bench.conftest import one_case, shape_id, shapes
 from kernels import losses
 from kernels import reference as ref
 
@@ -122,16 +122,9 @@ def loss_call(provider, case, name):
     return lambda: f(x, t)
 
 
-_cases: dict = {}
-
-
 def case_for(shape):
     """One Case per shape per session (the three losses of a shape share it)."""
-    key = tuple(shape)
-    if key not in _cases:
-        _cases.clear()
-        _cases[key] = Case(shape)
-    return _cases[key]
+    return one_case((__name__, tuple(shape)), lambda: Case(shape))
 
 
 def _rtol(provider):

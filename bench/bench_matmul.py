@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.conftest import only, shapes
+from bench.conftest import one_case, only, shapes
 from kernels.matmul import matmul
 
 GPU_SIZE = 4096  # 2 n^3 = 137 GFLOP: the GPU providers only
@@ -87,15 +87,9 @@ def matmul_call(provider, case, impl="blas"):
     return lambda: f(a, b)
 
 
-_cases: dict = {}
-
-
 def case_for(n):
     """One Case per size per session (one at a time: the tests of a size run together)."""
-    if n not in _cases:
-        _cases.clear()
-        _cases[n] = Case(n)
-    return _cases[n]
+    return one_case((__name__, n), lambda: Case(n))
 
 
 def _skip_gpu_sized(provider, n):

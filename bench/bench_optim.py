@@ -39,7 +39,7 @@ import inspect
 import numpy as np
 import pytest
 
-from bench.conftest import only, shapes
+from bench.conftest import one_case, only, shapes
 from kernels import optim
 from kernels import reference as ref
 
@@ -390,15 +390,9 @@ def check_one_more_step(run, rtol):
         assert after["step"] == before["step"] + 1, (before["step"], after["step"])
 
 
-_cases: dict = {}
-
-
 def case_for(shape):
     """One Case per rule and size per session: the big ones hold hundreds of MiB."""
-    if shape not in _cases:
-        _cases.clear()  # keep one at a time: tests of a shape run together
-        _cases[shape] = Case(*shape)
-    return _cases[shape]
+    return one_case((__name__, shape), lambda: Case(*shape))
 
 
 def _skip_gpu_sized(provider, shape):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.conftest import only, shapes
+from bench.conftest import one_case, only, shapes
 from kernels import reference as ref
 from kernels import softmax_xent as sx
 
@@ -145,16 +145,9 @@ def softmax_call(provider, case):
     return lambda: f(x)
 
 
-_cases: dict = {}
-
-
 def case_for(shape, dtype=np.float32):
     """One Case per shape and dtype per session: the big ones hold hundreds of MiB."""
-    key = (tuple(shape), np.dtype(dtype).name)
-    if key not in _cases:
-        _cases.clear()  # keep one at a time: tests of a shape run together
-        _cases[key] = Case(*shape, dtype=dtype)
-    return _cases[key]
+    return one_case((__name__, tuple(shape), np.dtype(dtype).name), lambda: Case(*shape, dtype=dtype))
 
 
 def _skip_gpu_sized(provider, shape):

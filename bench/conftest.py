@@ -7,7 +7,7 @@ Every benchmark in bench/ is a test taking ``provider`` and ``shape`` and callin
         x = fresh_random(shape)
         xp_x = provider.asarray(x)
         fn = IMPLEMENTATIONS[provider.name](xp_x)            # the op on this provider, ready to call
-        measure(fn, op="softmax f32", shape=shape_id, nbytes=2 * x.nbytes,
+        measure(fn, op="softmax f32", shape=shape_id(shape), nbytes=2 * x.nbytes,
                 check=lambda y: assert_close(y, reference.softmax(x)))
 
 ``measure`` warms the call up (JIT compilation, first-touch allocation: never timed), times it with
@@ -26,8 +26,9 @@ Options (also read from the environment, for ``nncore bench``):
 Floors: the copy bandwidth of one large NumPy copy (read + write counted; the targets are stated against
 it), the same with every core copying, and the BLAS sgemm/dgemm rate, measured once per session before
 any Numba parallel region runs; on a GPU, the device-to-device copy bandwidth and the cuBLAS sgemm rate
-(through CuPy, TF32 off). When NNCORE_BENCH_FLOORS names a file, the floors are read from it if there and
-written to it otherwise, so the several processes of one ``nncore bench`` run share one measurement.
+(through CuPy, or torch without CuPy; TF32 off). When NNCORE_BENCH_FLOORS names a file, the floors are
+read from it if there and written to it otherwise, so the several processes of one ``nncore bench`` run
+share one measurement.
 """
 
 from __future__ import annotations
@@ -68,6 +69,19 @@ def shapes(*, tiny, quick, full=None, ids=shape_id):
     """Mark a benchmark's shapes per preset (``full`` defaults to ``quick``); ``ids`` names one shape."""
     return pytest.mark.shapes(tiny=list(tiny), quick=list(quick), full=list(quick if full is None else full),
                               ids=ids)
+
+
+_case = {}
+
+
+def one_case(key, make):
+    """The inputs of a benchmark for ``key`` (e.g. its module and shape), built by ``make()`` the first time
+    and kept while the following tests ask for the same key (every provider of a shape runs in a row). One
+    case is held at a time across the session: the big ones are hundreds of MiB."""
+    if _case.get("key") != key:
+        _case.clear()
+        _case.update(key=key, value=make())
+    return _case["value"]
 
 
 def only(*names):
@@ -166,6 +180,11 @@ def measure_gemm_rate(dtype, n=2048, repeats=5):
     return 2 * n**3 / _best_of(lambda: np.matmul(a, b, out=c), repeats)
 
 
+def _cores():
+    """The cores this process may run on (its affinity, which a container or taskset may narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _cpu_floors(small=False):
     """The CPU ceilings. Measured before any Numba parallel region runs (libgomp's spinning workers would slow
     OpenBLAS), each as the best of two rounds a second apart, so a passing burst of other work on this shared
@@ -174,8 +193,8 @@ def _cpu_floors(small=False):
         copy = measure_copy_bandwidth(64 << 20, repeats=3)
         return {"sgemm_flops": measure_gemm_rate(np.float32, n=512, repeats=3),
                 "dgemm_flops": measure_gemm_rate(np.float64, n=512, repeats=3), "copy_Bps": copy,
-                "copy_all_cores_Bps": measure_copy_bandwidth(64 << 20, repeats=3, threads=os.cpu_count() or 1),
-                "cpu_count": os.cpu_count()}
+                "copy_all_cores_Bps": measure_copy_bandwidth(64 << 20, repeats=3, threads=_cores()),
+                "cpu_count": _cores()}
 
     def best_twice(fn):
         first = fn()
@@ -186,40 +205,80 @@ def _cpu_floors(small=False):
         "sgemm_flops": best_twice(lambda: measure_gemm_rate(np.float32)),
         "dgemm_flops": best_twice(lambda: measure_gemm_rate(np.float64)),
         "copy_Bps": best_twice(measure_copy_bandwidth),
-        "copy_all_cores_Bps": best_twice(lambda: measure_copy_bandwidth(threads=os.cpu_count() or 1)),
-        "cpu_count": os.cpu_count(),
+        "copy_all_cores_Bps": best_twice(lambda: measure_copy_bandwidth(threads=_cores())),
+        "cpu_count": _cores(),
     }
 
 
-def _gpu_floors():
-    """Device-to-device copy of 1 GiB and a 8192^3 float32 cuBLAS GEMM (TF32 off), CUDA events, best of 10."""
-    import cupy
-
-    def best_of_events(fn, repeats=10):
-        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+def _best_of_events(fn, repeats, new_event, seconds):
+    """The fastest of ``repeats`` calls of ``fn`` after one warm-up, timed on the GPU between two events."""
+    start, stop = new_event(), new_event()
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start.record()
         fn()
-        best = float("inf")
-        for _ in range(repeats):
-            start.record()
-            fn()
-            stop.record()
-            stop.synchronize()
-            best = min(best, cupy.cuda.get_elapsed_time(start, stop) / 1e3)
-        return best
+        stop.record()
+        stop.synchronize()
+        best = min(best, seconds(start, stop))
+    return best
+
+
+def _gpu_floors():
+    """Device-to-device copy of 1 GiB (best of 10) and a 8192^3 float32 GEMM with TF32 off (best of 5), timed
+    with CUDA events: through CuPy (cuBLAS) when it is installed, else through torch (torch-cuda alone)."""
+    try:
+        import cupy
+    except ImportError:
+        return _gpu_floors_torch()
+    from kernels.matmul import matmul  # cuBLAS through CuPy with TF32 off, whatever CUPY_TF32 says
+
+    def best_of_events(fn, repeats):
+        return _best_of_events(fn, repeats, cupy.cuda.Event, lambda a, b: cupy.cuda.get_elapsed_time(a, b) / 1e3)
 
     def copy_rate():
         a = cupy.random.default_rng(0).random((1 << 28,), dtype=cupy.float32)
         b = cupy.empty_like(a)
-        return 2 * a.nbytes / best_of_events(lambda: cupy.copyto(b, a))
+        return 2 * a.nbytes / best_of_events(lambda: cupy.copyto(b, a), 10)
 
     def gemm_rate(n=8192):
         x = cupy.random.default_rng(1).standard_normal((n, n), dtype=cupy.float32)
         y = cupy.empty_like(x)
-        return 2 * n**3 / best_of_events(lambda: cupy.matmul(x, x, out=y), repeats=5)
+        return 2 * n**3 / best_of_events(lambda: matmul(x, x, out=y), 5)
 
-    copy, gemm = copy_rate(), gemm_rate()
+    try:
+        copy, gemm = copy_rate(), gemm_rate()
+    finally:
+        cupy.get_default_memory_pool().free_all_blocks()  # the 2.5 GiB of test arrays go back to the device
     return {"device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
             "device_copy_Bps": copy, "device_sgemm_flops": gemm}
+
+
+def _gpu_floors_torch():
+    import torch
+
+    def best_of_events(fn, repeats):
+        return _best_of_events(fn, repeats, lambda: torch.cuda.Event(enable_timing=True),
+                               lambda a, b: a.elapsed_time(b) / 1e3)
+
+    def copy_rate():
+        a = torch.rand(1 << 28, device="cuda")
+        b = torch.empty_like(a)
+        return 2 * a.numel() * 4 / best_of_events(lambda: b.copy_(a), 10)
+
+    def gemm_rate(n=8192):
+        x = torch.randn(n, n, device="cuda")
+        y = torch.empty_like(x)
+        return 2 * n**3 / best_of_events(lambda: torch.mm(x, x, out=y), 5)
+
+    allow = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        copy, gemm = copy_rate(), gemm_rate()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = allow
+        torch.cuda.empty_cache()
+    return {"device": torch.cuda.get_device_name(0), "device_copy_Bps": copy, "device_sgemm_flops": gemm}
 
 
 class Floors:
@@ -253,16 +312,19 @@ def floors(request):
     if request.config.getoption("benchmark_disable"):
         return f  # nothing is timed: no floors needed
     f.cpu(small=request.config.getoption("--bench-preset") == "tiny")
+    return f
 
-    # A parallel kernel must run on a real thread pool: the workqueue layer serialises nested work.
+
+def _threading_layer():
+    """The Numba threading layer nncore's parallel kernels run on (it is chosen at the first parallel call;
+    "workqueue" would serialise them, so a benchmark records which one it got)."""
     @numba.njit(parallel=True, cache=False)
     def _touch(a):
         for i in numba.prange(a.size):
             a[i] += 1.0
 
     _touch(np.zeros(4))
-    f.values.update(threading_layer=numba.threading_layer(), threads=numba.get_num_threads())
-    return f
+    return numba.threading_layer()
 
 
 # ---- the timed, checked call ---------------------------------------------------------------------------
@@ -299,7 +361,6 @@ def record(info, floors_values, device, median, *, nbytes=0, flops=0, dtype=np.f
         copy = f["copy_Bps"]
         gemm = f["sgemm_flops" if np.dtype(dtype) == np.float32 else "dgemm_flops"]
         info["copy_all_cores_GBps"] = round(f["copy_all_cores_Bps"] / 1e9, 2)
-        info["threading_layer"] = f.get("threading_layer")
     info["copy_GBps"] = round(copy / 1e9, 2)
     info["gemm_GFLOPs"] = round(gemm / 1e9, 1)
     info["median_s"] = median
@@ -327,8 +388,8 @@ def measure(provider, preset, floors, benchmark):  # provider first: a missing o
     rates, then calls ``check`` on the result converted to NumPy, and returns that NumPy result.
     ``op`` and ``shape`` (strings) name the group, so every provider of one op and shape shares a table;
     ``params`` (a dict of numbers, e.g. ``{"N": 256, "C": 4096}``) places the benchmark on a scaling curve:
-    pass it only for the points of a sweep (the report draws a curve for every parameter that takes 3 or
-    more values while the others stay fixed).
+    pass it only for the points of a sweep (for each parameter, the report draws the longest line of 3 or
+    more values along which the other parameters stay fixed).
     """
     if provider.device == "cuda" and not provider.simulated and not benchmark.disabled:
         floors.gpu()
@@ -337,6 +398,10 @@ def measure(provider, preset, floors, benchmark):  # provider first: a missing o
         benchmark.group = f"{op} {shape}"
         info = benchmark.extra_info
         info.update(provider=provider.name, op=op, shape=shape, params=dict(params or {}), **extra)
+        if provider.simulated:
+            info["simulated"] = True  # the CUDA simulator: a correctness run, its times mean nothing
+        if provider.name == "nncore-cpu":
+            info["threading_layer"] = _threading_layer()
 
         def timed():
             return provider.sync(fn())

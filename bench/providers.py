@@ -64,14 +64,16 @@ class Provider:
         if self.name in ("nncore-cpu", "numpy"):
             return None
         if self.name == "torch-cpu":
-            return _import("torch")[1] and "PyTorch not installed (pip install torch==2.13.0)"
+            why = _import("torch")[1]
+            return why and f"PyTorch not usable (pip install torch==2.13.0): {why}"
         if self.name == "jax-cpu":
-            os.environ.setdefault("JAX_PLATFORMS", "cpu")  # before the first import: no GPU probing
-            return _import("jax")[1] and "JAX not installed (pip install jax)"
+            os.environ["JAX_PLATFORMS"] = "cpu"  # before the first import: the CPU backend, no GPU probing
+            why = _import("jax")[1]
+            return why and f"JAX not usable (pip install jax): {why}"
         if self.name == "torch-cuda":
             torch, why = _import("torch")
             if why:
-                return "PyTorch not installed"
+                return f"PyTorch not usable: {why}"
             if _simulating():
                 return "torch-cuda needs a real GPU, not the CUDA simulator"
             return None if torch.cuda.is_available() else "no CUDA device visible to PyTorch"
@@ -82,17 +84,17 @@ class Provider:
             return None
         cupy, why = _import("cupy")
         if why:
-            return "CuPy not installed: the GPU providers need a CUDA device and cupy-cuda12x/13x"
-        try:
+            return f"CuPy not usable (the GPU providers need a CUDA device and cupy-cuda12x/13x): {why}"
+        try:  # the driver may answer while a kernel still cannot compile (no NVRTC, no libNVVM)
             if cupy.cuda.runtime.getDeviceCount() < 1:
                 return "no CUDA device"
-        except Exception as exc:
-            return f"no usable CUDA device ({exc})"
-        if self.name == "nncore-cuda":
-            from numba import cuda
+            float((cupy.arange(4, dtype=cupy.float32) + 1).sum())
+            if self.name == "nncore-cuda":
+                import kernels
 
-            if not cuda.is_available():
-                return "numba-cuda cannot see the CUDA device"
+                float(kernels.relu(cupy.ones(4, dtype=cupy.float32)).sum())  # compiles and launches a kernel
+        except Exception as exc:
+            return f"the GPU is not usable from {self.library} ({type(exc).__name__}: {exc})"
         return None
 
     # ---- modules ---------------------------------------------------------------------------------------
@@ -144,7 +146,8 @@ class Provider:
         return np.asarray(value)  # a jax.Array
 
     def sync(self, result=None):
-        """Wait until the device has finished the work that produced ``result`` (a no-op on the CPU)."""
+        """Wait until the device has finished the work that produced ``result`` (a no-op on the CPU). On the
+        GPU every nncore launch and every CuPy call goes to CuPy's current stream, so waiting for it does."""
         if self.library == "jax":
             import jax
 

@@ -1,6 +1,6 @@
 """``nncore bench``: run the benchmark suites of bench/, print one table per op, write the JSON and charts.
 
-    nncore bench                       # quick preset, every provider that can run here, ~3-4 min on 2 cores
+    nncore bench                       # quick preset, every provider that can run here, ~2.5 min on 2 cores
     nncore bench --full                # every shape: the earlier issues' targets and the whole scaling sweeps
     nncore bench --providers cpu -k softmax --out my-run
     nncore bench --report my-run/bench.json        # tables and charts again from a saved run, no timing
@@ -36,11 +36,11 @@ TORCH = {"cpu": "torch-cpu", "cuda": "torch-cuda"}  # the "vs PyTorch" column di
 PACKAGES = ("numpy", "numba", "llvmlite", "numba-cuda", "scipy", "torch", "jax", "jaxlib", "cupy-cuda12x",
             "cupy-cuda13x", "pytest-benchmark")
 _RESULT = re.compile(r"^(?P<file>[\w/.-]+\.py)::\S+ (?P<outcome>PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)")
-_COLLECTED = re.compile(r"collected (\d+) items?")
+_COLLECTED = re.compile(r"collected (\d+) items?(?: / \d+ deselected / (\d+) selected)?")
 
 
 class BenchError(Exception):
-    """The suites could not be found or run (the CLI prints it as one line and exits 2)."""
+    """The suites could not be found (the CLI exits 2) or a benchmark failed (it exits 1); one line."""
 
 
 # ---- running ------------------------------------------------------------------------------------------
@@ -49,8 +49,9 @@ class BenchError(Exception):
 def parse_providers(text):
     """"nncore-cpu,torch-cpu" / "cpu" / "gpu" / "all" -> the provider names, in the canonical order."""
     names = set()
-    for word in (w.strip() for w in text.split(",")):
-        if word in ("all", ""):
+    words = [w.strip() for w in text.split(",") if w.strip()] or ["all"]
+    for word in words:
+        if word == "all":
             names.update(PROVIDERS)
         elif word == "cpu":
             names.update(CPU_PROVIDERS)
@@ -74,14 +75,14 @@ def suites_dir(path=None) -> Path:
                      "or pass --suites PATH/TO/bench")
 
 
-def _provider_missing(bench, preset):
-    """{provider: reason} for the providers that cannot run here, asked of bench/providers.py."""
+def _provider_missing(bench, preset, names):
+    """{provider: reason} for those of ``names`` that cannot run here, asked of bench/providers.py."""
     sys.path.insert(0, str(bench.parent))
     try:
         from bench import providers
     finally:
         sys.path.remove(str(bench.parent))
-    return {name: providers.get(name).missing(preset) for name in PROVIDERS}
+    return {name: providers.get(name).missing(preset) for name in names}
 
 
 def _progress(total, desc):
@@ -110,12 +111,12 @@ def run_provider(bench, provider, *, preset, out, select=None, progress=True, ta
     bar = None
     failed = []
     with open(log, "w") as logf, subprocess.Popen(cmd, cwd=bench.parent, env=env, stdout=subprocess.PIPE,
-                                                  stderr=subprocess.STDOUT, text=True) as child:
+                                                  stderr=subprocess.STDOUT, text=True, errors="replace") as child:
         for line in child.stdout:
             logf.write(line)
             m = _COLLECTED.search(line)
             if m and bar is None and progress:
-                bar = _progress(int(m.group(1)), provider + tag)
+                bar = _progress(int(m.group(2) or m.group(1)), provider + tag)
             m = _RESULT.match(line)
             if m:
                 if m.group("outcome") in ("FAILED", "ERROR"):
@@ -130,6 +131,8 @@ def run_provider(bench, provider, *, preset, out, select=None, progress=True, ta
         what = f"{len(failed)} failed ({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed \
             else f"pytest exited with status {code}"
         raise BenchError(f"{provider}: {what}; see {log}")
+    if raw.exists() and raw.stat().st_size == 0:  # pytest-benchmark opens the file even when nothing ran
+        raw.unlink()
     return raw if raw.exists() else None
 
 
@@ -147,7 +150,8 @@ def versions():
 def merge(raw_paths, *, preset, floors=None, skipped=None, repeat=1):
     """One results dict from the per-provider pytest-benchmark JSON files.
 
-    With several runs of the same benchmark (``repeat`` > 1), the run with the median median is kept, and
+    With several runs of the same benchmark (``repeat`` > 1), the run with the median median is kept (the
+    lower of the middle two for an even count), and
     ``extra_info["runs_s"]`` lists every run's median, so a table shows the typical run and its spread.
     """
     merged = {"preset": preset, "repeat": repeat, "versions": versions(), "floors": floors or {},
@@ -178,26 +182,33 @@ def run(*, preset="quick", providers=PROVIDERS, out="nncore-bench", select=None,
     shared machine lands on every provider alike rather than on one, and keeps each benchmark's median run.
     """
     bench = suites_dir(suites)
-    out = Path(out)
+    out = Path(out).resolve()  # the children run in the repository's folder
     out.mkdir(parents=True, exist_ok=True)
-    floors_path = out / "floors.json"
-    if floors_path.exists():
-        floors_path.unlink()  # a new run measures its own floors
-    missing = {p: why for p, why in _provider_missing(bench, preset).items() if p in providers and why}
+    for old in ("floors.json", "bench.json", "report.md", "times.png", "raw-*.json", "log-*.txt", "scaling-*.png"):
+        for path in out.glob(old):
+            path.unlink()  # a new run measures its own floors, and leaves no stale file of an earlier one
+    missing = {p: why for p, why in _provider_missing(bench, preset, providers).items() if why}
     for p, why in missing.items():
         echo(f"skipping {p}: {why}")
-    raws = []
+    raws, failures = [], []
     for r in range(repeat):
         for p in providers:
             if p not in missing:
-                raw = run_provider(bench, p, preset=preset, out=out, select=select, progress=progress,
-                                   tag=f"-run{r + 1}" if repeat > 1 else "")
+                try:
+                    raw = run_provider(bench, p, preset=preset, out=out, select=select, progress=progress,
+                                       tag=f"-run{r + 1}" if repeat > 1 else "")
+                except BenchError as exc:  # keep going: the other providers' results are still worth having
+                    failures.append(str(exc))
+                    echo(f"error: {exc}")
+                    continue
                 if raw is not None:
                     raws.append(raw)
     if not raws:
-        raise BenchError("no benchmark ran: no provider available, or -k matched nothing")
+        raise BenchError("; ".join(failures) or "no benchmark ran: no provider available, or -k matched nothing")
+    floors_path = out / "floors.json"
     floors = json.loads(floors_path.read_text()) if floors_path.exists() else {}
     results = merge(raws, preset=preset, floors=floors, skipped=missing, repeat=repeat)
+    results["failures"] = failures
     (out / "bench.json").write_text(json.dumps(results, indent=1))
     return results
 
@@ -276,6 +287,8 @@ def header(results):
                      f"cuBLAS sgemm (TF32 off) {f['device_sgemm_flops'] / 1e9:.0f} GFLOP/s")
     for p, why in (results.get("skipped") or {}).items():
         lines.append(f"Not run: {p} ({why})")
+    for failure in results.get("failures") or []:
+        lines.append(f"FAILED: {failure}")
     return lines
 
 

@@ -419,6 +419,10 @@ def _bench(args, out):
     from . import bench
 
     echo = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    if args.report and (args.full or args.preset or args.select or args.providers != "all" or args.repeat > 1):
+        raise UsageError("--report re-renders a saved run: it takes no --full, --preset, -k, --providers or --repeat")
+    if args.full and args.preset:
+        raise UsageError("give --full or --preset, not both")
     if args.report:
         try:
             with open(args.report) as f:
@@ -442,6 +446,9 @@ def _bench(args, out):
             _error(_message(exc))
             return 1
     bench.report(results, args.out, charts=not args.no_charts, echo=echo)
+    if results.get("failures"):
+        _error(f"{len(results['failures'])} provider(s) had failing benchmarks: {results['failures'][0]}")
+        return 1
     return 0
 
 
