@@ -36,8 +36,6 @@ SLOPE = 0.01  # leaky_relu's negative slope
 TARGET = (1 << 24,)  # issue 2's target size: 16M elements
 
 
-
-
 ACTIVATION_SHAPES = shapes(
     tiny=[(3, 37)],
     quick=[(1 << 21,)],
@@ -161,17 +159,13 @@ def case_for(shape):
     return one_case((__name__, tuple(shape)), lambda: Case(shape))
 
 
-def _rtol(provider):
-    return 2e-5 if provider.library == "nncore" else 1e-4
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @ACTIVATION_SHAPES
 def test_activation_forward(measure, provider, shape, kind):
     case = case_for(shape)
     measure(forward_call(provider, case, kind), op=f"{kind} forward f32", shape=shape_id(shape),
             nbytes=2 * case.x.nbytes,
-            check=lambda y: case.check_forward(kind, y, _rtol(provider)))
+            check=lambda y: case.check_forward(kind, y, provider.rtol))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -180,4 +174,4 @@ def test_activation_backward(measure, provider, shape, kind):
     case = case_for(shape)
     measure(backward_call(provider, case, kind), op=f"{kind} backward f32", shape=shape_id(shape),
             nbytes=3 * case.x.nbytes,
-            check=lambda dx: case.check_backward(kind, dx, _rtol(provider)))
+            check=lambda dx: case.check_backward(kind, dx, provider.rtol))

@@ -38,8 +38,6 @@ TARGET = (1 << 24,)  # issue 2's target size: 16M elements
 ORACLE_ELEMENTS = 8192  # the Python oracle's Philox is slow: nncore's mask is compared on a prefix
 
 
-
-
 class Case:
     """Fresh random x (N(0, 1), never exactly 0, so y == 0 means dropped) of one shape."""
 

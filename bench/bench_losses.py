@@ -37,8 +37,6 @@ NNCORE = {"mse_loss": losses.mse_loss, "l1_loss": losses.l1_loss,
 TORCH = {"mse_loss": "mse_loss", "l1_loss": "l1_loss", "bce_with_logits": "binary_cross_entropy_with_logits"}
 
 
-
-
 class Case:
     """Fresh random logits x (N(0, 3^2)) and targets t (uniform in [0, 1]) of one shape."""
 
@@ -127,14 +125,10 @@ def case_for(shape):
     return one_case((__name__, tuple(shape)), lambda: Case(shape))
 
 
-def _rtol(provider):
-    return 2e-5 if provider.library == "nncore" else 1e-4
-
-
 @pytest.mark.parametrize("name", list(ORACLE))
 @shapes(tiny=[(3, 37)], quick=[(1 << 21,)], full=[(1 << 16,), (1 << 21,), TARGET], ids=shape_id)
 def test_loss(measure, provider, shape, name):
     case = case_for(shape)
     measure(loss_call(provider, case, name), op=f"{name} fwd+bwd f32", shape=shape_id(shape),
             nbytes=3 * case.x.nbytes,
-            check=lambda r: case.check(name, r, _rtol(provider)))
+            check=lambda r: case.check(name, r, provider.rtol))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.conftest import one_case, only, shapes
+from bench.conftest import gpu_only, one_case, only, shapes
 from kernels.matmul import matmul
 
 GPU_SIZE = 4096  # 2 n^3 = 137 GFLOP: the GPU providers only
@@ -92,14 +92,9 @@ def case_for(n):
     return one_case((__name__, n), lambda: Case(n))
 
 
-def _skip_gpu_sized(provider, n):
-    import pytest
-
-    if n == GPU_SIZE and provider.device == "cpu":
-        pytest.skip(f"{n}^3 (137 GFLOP per call) is for the GPU providers")
-
-
 def _run(measure, provider, n, impl="blas", **extra):
+    if n == GPU_SIZE:
+        gpu_only(provider, f"{n}^3 is 137 GFLOP per call")
     case = case_for(n)
     measure(matmul_call(provider, case, impl), op="matmul f32", shape=f"{n}x{n}x{n}", flops=2 * n**3,
             check=case.check, **extra)
@@ -107,12 +102,10 @@ def _run(measure, provider, n, impl="blas", **extra):
 
 @MATMUL_SHAPES
 def test_matmul(measure, provider, shape):
-    _skip_gpu_sized(provider, shape)
     _run(measure, provider, shape)
 
 
 @only("nncore-cpu")
 @MATMUL_SHAPES
 def test_matmul_numba_gemm(measure, provider, shape):
-    _skip_gpu_sized(provider, shape)
     _run(measure, provider, shape, impl="numba", variant="Numba GEMM")

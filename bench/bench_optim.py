@@ -39,7 +39,7 @@ import inspect
 import numpy as np
 import pytest
 
-from bench.conftest import one_case, only, shapes
+from bench.conftest import gpu_only, one_case, only, shapes
 from kernels import optim
 from kernels import reference as ref
 
@@ -395,22 +395,14 @@ def case_for(shape):
     return one_case((__name__, shape), lambda: Case(*shape))
 
 
-def _skip_gpu_sized(provider, shape):
-    if shape[1] == GPU_N and provider.device == "cpu":
-        pytest.skip("100M parameters (2.8 GB per Adam step) is issue 4's GPU target: GPU providers only")
-
-
-def _rtol(provider):
-    return 2e-5 if provider.library == "nncore" else 1e-4
-
-
 def _measure(measure, provider, shape, variant=None):
-    _skip_gpu_sized(provider, shape)
+    if shape[1] == GPU_N:
+        gpu_only(provider, "100M parameters (2.8 GB per Adam step) is issue 4's GPU target")
     case = case_for(shape)
     run = optim_run(provider, case, variant)
     extra = {} if variant is None else {"variant": variant}
     measure(run, op=f"{case.rule} update f32", shape=SIZE_IDS[case.n], nbytes=case.nbytes,
-            check=lambda _: check_one_more_step(run, _rtol(provider)), **extra)
+            check=lambda _: check_one_more_step(run, provider.rtol), **extra)
 
 
 @OPTIM_SHAPES

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.conftest import one_case, only, shapes
+from bench.conftest import gpu_only, one_case, only, shapes
 from kernels import reference as ref
 from kernels import softmax_xent as sx
 
@@ -150,25 +150,15 @@ def case_for(shape, dtype=np.float32):
     return one_case((__name__, tuple(shape), np.dtype(dtype).name), lambda: Case(*shape, dtype=dtype))
 
 
-def _skip_gpu_sized(provider, shape):
-    import pytest
-
-    if tuple(shape) == GPU_TARGET and provider.device == "cpu":
-        pytest.skip("the GPU target shape (4.3 GB per call) is for the GPU providers")
-
-
-def _rtol(provider):
-    return 2e-5 if provider.library == "nncore" else 1e-4
-
-
 @XENT_SHAPES
 def test_softmax_xent(measure, provider, shape):
-    _skip_gpu_sized(provider, shape)
+    if tuple(shape) == GPU_TARGET:
+        gpu_only(provider, "the GPU target shape moves 4.3 GB per call")
     case = case_for(shape)
     n, c = shape
     sweep = {"N": n, "C": c} if shape in QUICK_SWEEP + FULL_SWEEP else None  # a point on the scaling curve
     measure(xent_call(provider, case), op="softmax_xent f32", shape=f"{n}x{c}", nbytes=case.nbytes, params=sweep,
-            check=lambda r: case.check_xent(r, _rtol(provider)))
+            check=lambda r: case.check_xent(r, provider.rtol))
 
 
 @only("nncore-cpu", "nncore-cuda")
@@ -180,7 +170,7 @@ def test_softmax_xent_allocating(measure, provider, shape):
     n, c = shape
     x, t = provider.asarray(case.x), provider.asarray(case.t)
     measure(lambda: sx.softmax_cross_entropy(x, t), op="softmax_xent f32", shape=f"{n}x{c}", nbytes=case.nbytes,
-            variant="allocating", check=lambda r: case.check_xent(r, _rtol(provider)))
+            variant="allocating", check=lambda r: case.check_xent(r, provider.rtol))
 
 
 @shapes(tiny=[(3, 37)], quick=[(512, 4096)], full=[(512, 4096), (256, 1000), TARGET])
@@ -188,7 +178,7 @@ def test_softmax(measure, provider, shape):
     case = case_for(shape)
     n, c = shape
     measure(softmax_call(provider, case), op="softmax f32", shape=f"{n}x{c}", nbytes=case.nbytes,
-            check=lambda y: case.check_softmax(y, _rtol(provider)))
+            check=lambda y: case.check_softmax(y, provider.rtol))
 
 
 @only("nncore-cpu", "numpy", "torch-cpu", "nncore-cuda", "cupy", "torch-cuda")  # jax is float32 by default

@@ -210,7 +210,7 @@ def test_train_step(measure, provider, shape):
     def check(loss):
         assert np.isfinite(loss), loss
         expected = eval_oracle(*run.weights(), x)
-        tol = 2e-5 if provider.library == "nncore" else 1e-4
+        tol = provider.rtol
         np.testing.assert_allclose(run.eval_output(), expected, rtol=tol, atol=tol * np.abs(expected).max())
         after = run.first_masks_loss()  # after the eval check: it moves the running statistics
         assert after < first_loss[0] * (1 - 1e-4), f"the training loss did not fall: {first_loss[0]} -> {after}"

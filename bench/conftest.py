@@ -84,6 +84,12 @@ def one_case(key, make):
     return _case["value"]
 
 
+def gpu_only(provider, why):
+    """Skip a CPU provider on a shape meant for the GPU providers (``why``: its size, for the skip reason)."""
+    if provider.device == "cpu":
+        pytest.skip(f"GPU providers only: {why}")
+
+
 def only(*names):
     """Mark a benchmark as meaningful for these providers alone (e.g. float64: not jax, which is float32)."""
     return pytest.mark.only_providers(names=names)
